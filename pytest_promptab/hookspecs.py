@@ -1,0 +1,43 @@
+"""promptab's own pluggy hook specifications, added with ``pytest_addhooks``.
+
+Implement them in a ``conftest.py`` or a plugin to add provider types and check
+types, see each finished run, or see the session's summary before it is
+logged. Names start with ``pytest_`` because pytest only registers hook
+implementations with that prefix.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from .checks import CheckRegistry
+    from .providers.registry import ProviderRegistry
+    from .records import RunRecord
+    from .summary import SessionSummary
+
+
+@pytest.hookspec
+def pytest_promptab_register_providers(registry: ProviderRegistry) -> None:
+    """Add provider types: ``registry.register("name", factory)`` where
+    ``factory(config: ProviderConfig, base_dir: Path) -> Provider``."""
+
+
+@pytest.hookspec
+def pytest_promptab_register_checks(registry: CheckRegistry) -> None:
+    """Add check types: ``registry.register("name", fn)`` where
+    ``fn(check: CheckConfig, ctx: CheckContext) -> CheckResult``."""
+
+
+@pytest.hookspec
+def pytest_promptab_run_finished(record: RunRecord) -> None:
+    """Called in the process that ran it, after each run of a workflow."""
+
+
+@pytest.hookspec
+def pytest_promptab_session_summary(summary: SessionSummary) -> None:
+    """Called once on the controller at session end, after the statistics and
+    gates and before the results file, MLflow and apply-best. The summary may
+    be read (and annotated), not restructured."""

@@ -1,0 +1,177 @@
+"""The pytest plugin: options and hooks only (entry point ``promptab``).
+
+The logic lives in plain modules; this file wires them to pytest. It must stay
+cheap to import: without ``--promptab`` nothing but pytest and the standard
+library is loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generator
+
+import pytest
+
+if TYPE_CHECKING:
+    from .session import PromptabSession
+
+SESSION_KEY = pytest.StashKey["PromptabSession"]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("promptab", "prompt A/B tests (pytest-promptab)")
+    group.addoption("--promptab", action="store_true", default=None,
+                    help="collect and run workflow YAML files that have an ab_test section")
+    group.addoption("--promptab-concurrency", type=int, default=None, metavar="N",
+                    help="provider calls in flight (default 8)")
+    group.addoption("--promptab-runs", type=int, default=None, metavar="N", help="override every ab_test.runs")
+    group.addoption("--promptab-cache", default=None, choices=("off", "record", "replay", "auto"),
+                    help="record and replay provider responses under .promptab/cache/ (default off)")
+    group.addoption("--promptab-apply-best", action="store_true", default=False,
+                    help="rewrite each file's prompts with its A/B test's significant winner")
+    group.addoption("--promptab-block-exit-code", type=int, default=None, metavar="N",
+                    help="exit code when a BLOCK_DEPLOY gate fails (default 10)")
+    group.addoption("--promptab-json", default=None, metavar="PATH",
+                    help="results file (default .promptab/results.json under the rootdir)")
+    group.addoption("--promptab-mlflow-uri", default=None, metavar="URI", help="MLflow tracking URI")
+    group.addoption("--promptab-no-mlflow", action="store_true", default=False, help="do not log to MLflow")
+    parser.addini("promptab", type="bool", default=False, help="collect and run promptab workflow files")
+    parser.addini("promptab_concurrency", default="8", help="provider calls in flight")
+    parser.addini("promptab_cache", default="off", help="off, record, replay or auto")
+    parser.addini("promptab_block_exit_code", default="10", help="exit code when a BLOCK_DEPLOY gate fails")
+    parser.addini("promptab_json", default="", help="results file")
+    parser.addini("promptab_mlflow_uri", default="", help="MLflow tracking URI")
+
+
+def _session(config: pytest.Config) -> PromptabSession | None:
+    return config.stash.get(SESSION_KEY, None)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "promptab: a run or gate of a promptab workflow")
+    if not (config.getoption("promptab") or config.getini("promptab")):
+        return
+    from .session import PromptabSession
+
+    hook = config.hook
+    psession = PromptabSession(
+        read_options(config),
+        register_providers=lambda registry: hook.pytest_promptab_register_providers(registry=registry),
+        register_checks=lambda registry: hook.pytest_promptab_register_checks(registry=registry),
+    )
+    config.stash[SESSION_KEY] = psession
+    config.pluginmanager.register(PromptabHooks(config, psession), "promptab-session")
+
+
+def read_options(config: pytest.Config) -> Any:
+    from .session import CACHE_MODES, PromptabOptions
+
+    def pick(option: str, ini: str) -> Any:
+        value = config.getoption(option)
+        return value if value not in (None, "") else config.getini(ini)
+
+    try:
+        concurrency = int(pick("promptab_concurrency", "promptab_concurrency"))
+        block = int(pick("promptab_block_exit_code", "promptab_block_exit_code"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"promptab: {exc}") from None
+    cache = str(pick("promptab_cache", "promptab_cache") or "off")
+    if cache not in CACHE_MODES:
+        raise pytest.UsageError(f"promptab_cache must be one of {', '.join(CACHE_MODES)}, not {cache!r}")
+    if concurrency < 1:
+        raise pytest.UsageError("--promptab-concurrency must be at least 1")
+    if block in (2, 3, 4, 5) or not 0 < block < 256:
+        raise pytest.UsageError("--promptab-block-exit-code must be 1..255 and not one of pytest's 2, 3, 4, 5")
+    runs = config.getoption("promptab_runs")
+    if runs is not None and runs < 1:
+        raise pytest.UsageError("--promptab-runs must be at least 1")
+    json_path = pick("promptab_json", "promptab_json")
+    return PromptabOptions(
+        rootdir=config.rootpath,
+        concurrency=concurrency,
+        runs=runs,
+        cache=cache,
+        apply_best=bool(config.getoption("promptab_apply_best")),
+        block_exit_code=block,
+        json_path=Path(json_path).resolve() if json_path else None,
+        mlflow_uri=config.getoption("promptab_mlflow_uri"),
+        mlflow_ini=config.getini("promptab_mlflow_uri") or None,
+        no_mlflow=bool(config.getoption("promptab_no_mlflow")),
+        verbose=config.option.verbose,
+    )
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix not in (".yaml", ".yml") or _session(parent.config) is None:
+        return None
+    from .loader import is_promptab_file
+
+    if not is_promptab_file(file_path):
+        return None
+    from .items import WorkflowFile
+
+    return WorkflowFile.from_parent(parent, path=file_path)
+
+
+class PromptabHooks:
+    """The hooks of a ``--promptab`` session, registered only when it is on."""
+
+    def __init__(self, config: pytest.Config, psession: PromptabSession) -> None:
+        self.config = config
+        self.psession = psession
+        self.controller = not _is_worker(config)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, Any, Any]:
+        from .items import RunItem
+
+        psession = self.psession
+        if self.controller and not self.config.option.collectonly:
+            psession.prefetch([item.job for item in session.items if isinstance(item, RunItem)])
+        try:
+            result = yield
+        finally:
+            psession.runner.shutdown()
+        if self.controller:
+            from .gatereports import emit_gate_reports
+
+            stopped = bool(session.shouldfail or session.shouldstop)
+            summary = psession.summarize(judge_gates=not stopped, interrupted=False)
+            self.config.hook.pytest_promptab_session_summary(summary=summary)
+            if summary.abtests:
+                psession.write_results()
+            lines = {display: (loaded.line("ab_test") or 1) - 1 for display, loaded in psession.workflows.items()}
+            session.testscollected += emit_gate_reports(self.config, summary.abtests, lines)
+        return result
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not self.controller or report.when != "call":
+            return
+        for name, value in report.user_properties:
+            if name == "promptab_run":
+                self.psession.add_record(value)  # type: ignore[arg-type]
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.controller:
+            from .session_end import finish_session
+
+            finish_session(self.config, session, self.psession, exitstatus)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.controller and self.psession.summary is not None:
+            from .session_end import write_terminal_summary
+
+            write_terminal_summary(terminalreporter, self.psession)
+
+    def pytest_unconfigure(self) -> None:
+        self.psession.close()

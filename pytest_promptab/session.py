@@ -1,0 +1,211 @@
+"""The promptab session: state carried between pytest hooks, without pytest.
+
+One :class:`PromptabSession` is registered per pytest process in
+``pytest_configure``. Worker side it loads files and runs items; controller
+side it receives run records from reports, and at session end builds the
+summary, writes the results file, applies winners and logs to MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import analysis
+from .errors import PromptabError
+from .loader import LoadedWorkflow, load_workflow
+from .records import RunRecord
+from .summary import ABTestSummary, SessionSummary
+
+CACHE_MODES = ("off", "record", "replay", "auto")
+
+
+@dataclass
+class PromptabOptions:
+    rootdir: Path
+    concurrency: int = 8
+    runs: int | None = None
+    cache: str = "off"
+    apply_best: bool = False
+    block_exit_code: int = 10
+    json_path: Path | None = None
+    mlflow_uri: str | None = None
+    mlflow_ini: str | None = None
+    no_mlflow: bool = False
+    verbose: int = 0
+
+    @property
+    def results_path(self) -> Path:
+        return self.json_path or self.rootdir / ".promptab" / "results.json"
+
+
+@dataclass
+class RunJob:
+    """What one item runs."""
+
+    display: str
+    variant: str
+    case_index: int
+    run: int
+
+    @property
+    def key(self) -> tuple[str, str, int, int]:
+        return (self.display, self.variant, self.case_index, self.run)
+
+
+@dataclass
+class PromptabSession:
+    options: PromptabOptions
+    register_providers: Callable[[object], None] = lambda registry: None
+    register_checks: Callable[[object], None] = lambda registry: None
+    workflows: dict[str, LoadedWorkflow] = field(default_factory=dict)
+    load_errors: dict[str, PromptabError] = field(default_factory=dict)
+    records: dict[str, list[RunRecord]] = field(default_factory=lambda: defaultdict(list))
+    summary: SessionSummary | None = None
+    _engine: object | None = None
+    _runner: object | None = None
+
+    # -- worker side: loading and running ---------------------------------
+    @property
+    def engine(self):  # type: ignore[no-untyped-def]
+        if self._engine is None:
+            from .checks import CheckRegistry
+            from .engine import Engine
+            from .providers.registry import ProviderRegistry
+
+            providers = ProviderRegistry()
+            checks = CheckRegistry()
+            self.register_providers(providers)
+            self.register_checks(checks)
+            self._engine = Engine(providers, checks, wrap_provider=self._cache_wrapper())
+        return self._engine
+
+    @property
+    def runner(self):  # type: ignore[no-untyped-def]
+        if self._runner is None:
+            from .runner import Runner
+
+            self._runner = Runner(self.options.concurrency)
+        return self._runner
+
+    def _cache_wrapper(self):  # type: ignore[no-untyped-def]
+        mode = self.options.cache
+        if mode == "off":
+            return None
+        from .providers.cache import CachingProvider, ResponseCache
+
+        cache = ResponseCache(self.options.rootdir / ".promptab" / "cache")
+        return lambda factory, config: CachingProvider(factory, cache, mode, config.type)
+
+    def load(self, path: Path, display: str) -> LoadedWorkflow:
+        """Load and validate a workflow file once (raises PromptabError)."""
+        if display in self.workflows:
+            return self.workflows[display]
+        from .validate import validate_workflow
+
+        loaded = load_workflow(path, display=display)
+        engine = self.engine
+        validate_workflow(loaded, display, providers=engine.providers, checks=engine.checks, renderer=engine.renderer)
+        self.workflows[display] = loaded
+        return loaded
+
+    def runs_per_case(self, loaded: LoadedWorkflow) -> int:
+        return self.options.runs or loaded.config.ab_test.runs
+
+    def jobs(self, loaded: LoadedWorkflow, display: str) -> list[RunJob]:
+        """Every run of the file: variant x case x run, in report order."""
+        return [
+            RunJob(display, variant, case_index, run)
+            for variant in loaded.config.ab_test.variant_names
+            for case_index in range(len(loaded.cases))
+            for run in range(1, self.runs_per_case(loaded) + 1)
+        ]
+
+    def execute(self, job: RunJob) -> RunRecord:
+        loaded = self.workflows[job.display]
+        return self.engine.run(loaded, job.display, job.variant, loaded.cases[job.case_index], job.run)
+
+    def result(self, job: RunJob) -> RunRecord:
+        """The job's record: prefetched by the runner, or run now."""
+        return self.runner.result(job.key, lambda: self.execute(job))
+
+    def prefetch(self, jobs: list[RunJob]) -> None:
+        self.runner.submit_all([(job.key, (lambda j=job: self.execute(j))) for job in jobs])
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.shutdown()
+        if self._engine is not None:
+            self._engine.providers.close_all()
+
+    # -- controller side: results ------------------------------------------
+    def add_record(self, data: dict) -> None:
+        record = RunRecord.from_dict(data)
+        self.records[record.file].append(record)
+
+    def summarize(self, *, judge_gates: bool, interrupted: bool) -> SessionSummary:
+        summary = SessionSummary(interrupted=interrupted, results_path=str(self.options.results_path))
+        for display in sorted(self.records):
+            try:
+                loaded = self.workflows.get(display) or load_workflow(self.options.rootdir / display, display=display)
+            except PromptabError:
+                continue  # the file changed or vanished since its runs: nothing to judge it by
+            summary.abtests.append(
+                analysis.summarize(
+                    loaded,
+                    display,
+                    self.records[display],
+                    expected=len(loaded.config.ab_test.variant_names) * len(loaded.cases) * self.runs_per_case(loaded),
+                    apply_best=self.options.apply_best,
+                    judge_gates=judge_gates,
+                )
+            )
+            self.workflows.setdefault(display, loaded)
+        self.summary = summary
+        return summary
+
+    def write_results(self) -> Path:
+        from .results_file import write_results
+
+        assert self.summary is not None
+        path = self.options.results_path
+        write_results(path, self.summary)
+        return path
+
+    def apply_best(self, interrupted: bool) -> None:
+        from .apply_best import apply_winner
+
+        assert self.summary is not None
+        for ab in self.summary.abtests:
+            loaded = self.workflows[ab.file]
+            try:
+                decision = apply_winner(
+                    loaded.path, loaded.config, ab, collected_sha256=loaded.sha256, interrupted=interrupted
+                )
+            except PromptabError as exc:
+                ab.apply_decision = f"not applied: {exc}"
+                continue
+            ab.apply_decision = decision.message
+
+    def log_mlflow(self) -> str | None:
+        """Log the summary; returns a warning text when MLflow failed."""
+        from .mlflow_log import log_session, resolve_tracking_uri
+
+        assert self.summary is not None
+        uri = resolve_tracking_uri(self.options.mlflow_uri, self.options.mlflow_ini, os.environ, self.options.rootdir)
+        self.summary.mlflow_uri = uri
+        outcome = log_session(
+            self.summary, tracking_uri=uri, rootdir=self.options.rootdir, results_path=self.options.results_path
+        )
+        for ab in self.summary.abtests:
+            ab.mlflow_run_id = outcome.run_ids.get(ab.nodeid)
+        if outcome.ok:
+            return None
+        self.summary.mlflow_error = outcome.message
+        return outcome.message
+
+    def abtests(self) -> list[ABTestSummary]:
+        return self.summary.abtests if self.summary else []

@@ -1,0 +1,81 @@
+"""Session end on the controller: apply-best, MLflow, the block exit code, and
+the summary printed to the terminal. Called from the plugin's hooks."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import pytest
+
+from .errors import PromptabWarning
+from .gates import blocks_deploy
+from .report import render_abtest
+from .session import PromptabSession
+
+
+def finish_session(config: pytest.Config, session: pytest.Session, psession: PromptabSession, exitstatus: int) -> None:
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    stopped = bool(session.shouldfail or session.shouldstop) or interrupted
+    if psession.summary is None:
+        # the test loop did not finish (Ctrl-C, -x, internal error): keep what ran
+        if not psession.records:
+            return
+        psession.summarize(judge_gates=False, interrupted=True)
+    summary = psession.summary
+    assert summary is not None
+    summary.interrupted = summary.interrupted or stopped
+    if not summary.abtests:
+        return
+    psession.write_results()
+    if psession.options.apply_best:
+        psession.apply_best(interrupted=summary.interrupted)
+    if not psession.options.no_mlflow:
+        problem = psession.log_mlflow()
+        if problem:
+            record_warning(
+                config,
+                f"MLflow logging failed: {problem}. Nothing is lost: every result is in {_shown(psession.options.results_path)}",
+            )
+    psession.write_results()
+    if not summary.interrupted and session.exitstatus in (0, 1):
+        if any(blocks_deploy(ab.gates) for ab in summary.abtests):
+            session.exitstatus = psession.options.block_exit_code
+
+
+def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> None:
+    summary = psession.summary
+    if summary is None or not summary.abtests:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", "promptab summary")
+    for ab in summary.abtests:
+        for line in render_abtest(ab, verbose=psession.options.verbose > 0):
+            tr.write_line(line)
+        tr.write_line("")
+    tr.write_line(f"results: {_shown(psession.options.results_path)}")
+    if summary.mlflow_uri and not summary.mlflow_error:
+        experiments = ", ".join(sorted({ab.experiment for ab in summary.abtests}))
+        tr.write_line(f"MLflow: {summary.mlflow_uri} (experiment {experiments}); open it with: mlflow ui --backend-store-uri {summary.mlflow_uri}")
+    elif summary.mlflow_error:
+        tr.write_line(f"MLflow: not logged ({summary.mlflow_error}); the results file has everything")
+    if any(blocks_deploy(ab.gates) for ab in summary.abtests) and not summary.interrupted:
+        tr.write_line(
+            f"DEPLOY BLOCKED: a BLOCK_DEPLOY gate failed (exit code {psession.options.block_exit_code})", red=True, bold=True
+        )
+
+
+def record_warning(config: pytest.Config, text: str, nodeid: str = "") -> None:
+    message = warnings.WarningMessage(PromptabWarning(text), PromptabWarning, __file__, 0)
+    config.hook.pytest_warning_recorded.call_historic(
+        kwargs=dict(warning_message=message, when="runtest", nodeid=nodeid, location=None)
+    )
+
+
+def _shown(path: os.PathLike[str] | str) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return rel if not rel.startswith("..") else str(path)

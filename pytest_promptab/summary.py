@@ -1,0 +1,126 @@
+"""The session's results, aggregated: what the table, the results file,
+MLflow and apply-best all read.
+
+Plain dataclasses built by :mod:`pytest_promptab.aggregate` at session end;
+:meth:`SessionSummary.to_dict` is the shape of ``.promptab/results.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from .records import RunRecord
+
+GateOutcome = Literal["passed", "warned", "failed", "xfailed"]
+
+
+@dataclass
+class Comparison:
+    """A challenger against the baseline on the objective."""
+
+    variant: str
+    metric: str
+    """``pass_rate`` or a per-run metric such as ``score``; compared on its mean."""
+    baseline_value: float | None
+    value: float | None
+    diff: float | None
+    """``value - baseline_value``."""
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    p_adjusted: float | None
+    """Holm-corrected over the challengers of the A/B test."""
+    test: str
+    significant: bool
+    """``p_adjusted < alpha``."""
+    better: bool
+    """Significant and in the direction of the objective's goal."""
+
+
+@dataclass
+class GateJudgement:
+    gate: str
+    """The gate's label, e.g. ``pass_rate>=0.8``."""
+    metric: str
+    action: str
+    min: float | None
+    max: float | None
+    variant: str
+    value: float | None
+    met: bool
+    outcome: GateOutcome
+    nodeid: str
+    message: str
+
+
+@dataclass
+class VariantSummary:
+    name: str
+    role: Literal["baseline", "challenger"]
+    runs: int
+    failed_runs: int
+    aggregates: dict[str, dict[str, float]]
+    """metric -> stat (n, mean, std, min, max, p50, p95) -> value."""
+    pass_rate: float | None
+    pass_rate_ci: tuple[float, float] | None
+    comparison: Comparison | None = None
+    model: str | None = None
+    prompts: dict[str, str] = field(default_factory=dict)
+    system: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    provider: dict[str, Any] = field(default_factory=dict)
+    winner: bool = False
+    violated: list[str] = field(default_factory=list)
+    """Labels of the FAIL / BLOCK_DEPLOY gates this variant violates."""
+
+
+@dataclass
+class ABTestSummary:
+    file: str
+    workflow: str
+    name: str
+    nodeid: str
+    """``<file>::<ab_test name>``: the prefix of every item and gate id."""
+    baseline: str
+    objective: str
+    goal: str
+    alpha: float
+    variants: list[VariantSummary]
+    gates: list[GateJudgement] = field(default_factory=list)
+    winner: str | None = None
+    """The best variant; the baseline when no challenger won significantly."""
+    winner_reason: str = ""
+    complete: bool = True
+    """False when runs are missing (deselected, ``-x``, interrupted)."""
+    failed_runs: int = 0
+    file_sha256: str = ""
+    experiment: str = ""
+    apply_decision: str | None = None
+    mlflow_run_id: str | None = None
+    runs: list[RunRecord] = field(default_factory=list)
+
+    @property
+    def has_significant_winner(self) -> bool:
+        return self.winner is not None and self.winner != self.baseline
+
+    def variant(self, name: str) -> VariantSummary:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SessionSummary:
+    abtests: list[ABTestSummary] = field(default_factory=list)
+    interrupted: bool = False
+    results_path: str | None = None
+    mlflow_uri: str | None = None
+    mlflow_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

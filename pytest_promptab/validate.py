@@ -1,0 +1,89 @@
+"""Checks of a loaded workflow that need more than the schema: provider and
+check types exist, callables import, templates parse and name only variables
+that will be in scope. Run once per file at collection, so that a typo fails
+the file up front instead of every one of its runs."""
+
+from __future__ import annotations
+
+from .callables import load_callable
+from .checks import CheckRegistry
+from .errors import ConfigError
+from .loader import LoadedWorkflow
+from .providers.registry import ProviderRegistry
+from .templates import TemplateRenderer
+from .variants import resolve_nodes
+
+BUILTIN_NAMES = {"expected", "variant", "run"}
+
+
+def validate_workflow(
+    loaded: LoadedWorkflow,
+    display: str,
+    *,
+    providers: ProviderRegistry,
+    checks: CheckRegistry,
+    renderer: TemplateRenderer,
+) -> None:
+    config = loaded.config
+    base = loaded.base_dir
+    input_names = set().union(*(case.inputs.keys() for case in loaded.cases)) if loaded.cases else set()
+    all_outputs = {node.output_key for node in config.nodes}
+    for index, check in enumerate(config.checks):
+        line = loaded.line("checks", index)
+        if check.type not in checks.types:
+            raise ConfigError(
+                f"unknown check type {check.type!r}; known: {', '.join(checks.types)}", path=display, line=line
+            )
+        if check.callable:
+            try:
+                load_callable(check.callable, base, what=f"check {(check.name or check.type)!r} callable")
+            except ConfigError as exc:
+                raise ConfigError(exc.message, path=display, line=line) from None
+        elif check.type == "python":
+            raise ConfigError("a 'python' check needs 'callable: path/to/file.py:function'", path=display, line=line)
+        values = check.value if isinstance(check.value, list) else [check.value]
+        for value in values:
+            if isinstance(value, str):
+                _check_names(
+                    renderer, value, input_names | all_outputs | BUILTIN_NAMES,
+                    where=f"check {(check.name or check.type)!r} value", display=display, line=line,
+                )
+    for variant in config.ab_test.variant_names:
+        nodes = resolve_nodes(loaded, variant)
+        known = input_names | BUILTIN_NAMES
+        for node in nodes:
+            if node.provider.type not in providers.types:
+                raise ConfigError(
+                    f"node {node.id!r}: unknown provider type {node.provider.type!r}; "
+                    f"known: {', '.join(providers.types)}",
+                    path=display,
+                    line=loaded.line("provider", "type"),
+                    hint="provider types from other plugins need that plugin installed",
+                )
+            if node.provider.type == "python" and node.provider.callable:
+                try:
+                    load_callable(node.provider.callable, base, what="provider callable")
+                except ConfigError as exc:
+                    raise ConfigError(exc.message, path=display, line=loaded.line("provider", "callable")) from None
+            for source, line, part in ((node.prompt, node.prompt_line, "prompt"), (node.system, node.system_line, "system")):
+                if source:
+                    _check_names(
+                        renderer, source, known,
+                        where=f"variant {variant!r} node {node.id!r} {part}", display=display, line=line,
+                    )
+            known = known | {node.output_key}
+
+
+def _check_names(
+    renderer: TemplateRenderer, source: str, known: set[str], *, where: str, display: str, line: int | None
+) -> None:
+    names = renderer.variables(source, where=where, path=display, line=line)
+    unknown = sorted(names - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: template variable {unknown[0]!r} is not defined",
+            path=display,
+            line=line,
+            hint=f"the names in scope are: {', '.join(sorted(known))} "
+            "(case inputs, outputs of earlier nodes, expected, variant, run)",
+        )
