@@ -23,6 +23,8 @@ from .errors import ConfigError
 from .schema import CaseConfig, LocatedValueError, WorkflowConfig
 
 Loc = tuple[Any, ...]
+CONTENT = "<content>"
+"""Marks key suffix: the first line of a scalar value's text."""
 
 
 @dataclass
@@ -87,9 +89,13 @@ def parse_yaml(text: str, shown: str) -> tuple[Any, dict[Loc, int]]:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        # where the broken construct started (an unclosed quote...) is more
+        # useful than where the parser gave up (often the end of the file)
+        mark = exc.context_mark or exc.problem_mark
         line = mark.line + 1 if mark else None
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        if exc.context_mark and exc.problem_mark and exc.problem_mark.line != exc.context_mark.line:
+            problem += f" (noticed at line {exc.problem_mark.line + 1})"
         raise ConfigError(f"YAML syntax error: {problem}", path=shown, line=line,
                           hint="check the indentation and quoting around this line") from None
     except yaml.YAMLError as exc:
@@ -117,6 +123,10 @@ def _to_data(node: yaml.Node, loc: Loc, marks: dict[Loc, int], constructor: yaml
                     hint="remove one of them",
                 )
             marks[loc + (key,)] = key_node.start_mark.line + 1
+            if isinstance(value_node, yaml.ScalarNode):
+                # the first line of the value's text: a block scalar starts below its key
+                block = 1 if value_node.style in ("|", ">") else 0
+                marks[loc + (key, CONTENT)] = value_node.start_mark.line + 1 + block
             result[key] = _to_data(value_node, loc + (key,), marks, constructor, shown)
         return result
     if isinstance(node, yaml.SequenceNode):
@@ -138,7 +148,8 @@ def _line_for(marks: dict[Loc, int], loc: Loc) -> int | None:
 
 def _schema_error(exc: ValidationError, marks: dict[Loc, int], shown: str) -> ConfigError:
     """The first error of ``exc``, located and explained (the rest as a count)."""
-    errors = exc.errors(include_url=False)
+    # an unknown key first: a typo ('promtp') also makes the real key look missing
+    errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
     messages = []
     first_line: int | None = None
     hint: str | None = None

@@ -22,7 +22,8 @@ def render_abtest(summary: ABTestSummary, *, verbose: bool = False) -> list[str]
     if summary.has_significant_winner:
         lines.append(f"winner: {summary.winner} ({WINNER_MARK}): {summary.winner_reason}")
     else:
-        lines.append(f"no significant winner: {summary.winner_reason or 'the baseline stays'}")
+        reason = summary.winner_reason or "the baseline stays"
+        lines.append(reason if reason.startswith("no significant winner") else f"no significant winner: {reason}")
     if not summary.complete:
         lines.append("note: not every run of this A/B test ran (deselected or stopped early)")
     if summary.failed_runs:

@@ -98,7 +98,7 @@ class PromptabSession:
         from .providers.cache import CachingProvider, ResponseCache
 
         cache = ResponseCache(self.options.rootdir / ".promptab" / "cache")
-        return lambda factory, config: CachingProvider(factory, cache, mode, config.type)
+        return lambda factory, config: CachingProvider(factory, cache, mode, config.type, config=config)
 
     def load(self, path: Path, display: str) -> LoadedWorkflow:
         """Load and validate a workflow file once (raises PromptabError)."""

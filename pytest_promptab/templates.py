@@ -3,6 +3,7 @@ in a sandbox with strict undefined, compiled once per distinct source."""
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -48,10 +49,11 @@ class TemplateRenderer:
             return template.render(scope)
         except jinja2.UndefinedError as exc:
             names = ", ".join(sorted(k for k in scope if not k.startswith("_")))
+            missing = re.match(r"'([^']+)' is undefined", exc.message or "")
             raise TemplateError(
                 f"{where}: {exc.message}",
                 path=path,
-                line=line,
+                line=line_of_name(source, missing.group(1), line) if missing else line,
                 hint=f"the names in scope are: {names}",
             ) from None
         except jinja2.exceptions.SecurityError as exc:
@@ -78,3 +80,12 @@ class TemplateRenderer:
             line=line,
             hint="templates use Jinja2 syntax: {{ name }}; write {{ '{{' }} for a literal '{{'",
         )
+
+
+def line_of_name(source: str, name: str, first_line: int | None) -> int | None:
+    """The file line where ``name`` first appears in a template whose text
+    starts at ``first_line`` (for block scalars, the line below the key)."""
+    if first_line is None:
+        return None
+    match = re.search(r"\b" + re.escape(name) + r"\b", source)
+    return first_line + (source[: match.start()].count("\n") if match else 0)

@@ -10,7 +10,7 @@ from .checks import CheckRegistry
 from .errors import ConfigError
 from .loader import LoadedWorkflow
 from .providers.registry import ProviderRegistry
-from .templates import TemplateRenderer
+from .templates import TemplateRenderer, line_of_name
 from .variants import resolve_nodes
 
 BUILTIN_NAMES = {"expected", "variant", "run"}
@@ -83,7 +83,7 @@ def _check_names(
         raise ConfigError(
             f"{where}: template variable {unknown[0]!r} is not defined",
             path=display,
-            line=line,
+            line=line_of_name(source, unknown[0], line),
             hint=f"the names in scope are: {', '.join(sorted(known))} "
             "(case inputs, outputs of earlier nodes, expected, variant, run)",
         )

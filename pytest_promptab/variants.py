@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
-from .loader import LoadedWorkflow
+from .loader import CONTENT, LoadedWorkflow
 from .schema import ProviderConfig, VariantConfig
 
 
@@ -55,15 +55,15 @@ def resolve_nodes(loaded: LoadedWorkflow, variant_name: str) -> list[ResolvedNod
             raise ConfigError(f"node {node.id!r}: invalid provider: {exc}", path=str(loaded.path),
                               line=loaded.line("nodes", index, "provider")) from None
         settings = merge(provider.settings, node.settings)
-        prompt, prompt_line = node.prompt, loaded.line("nodes", index, "prompt")
-        system, system_line = node.system, loaded.line("nodes", index, "system")
+        prompt, prompt_line = node.prompt, loaded.line("nodes", index, "prompt", CONTENT)
+        system, system_line = node.system, loaded.line("nodes", index, "system", CONTENT)
         if variant:
             if node.id in variant.prompts:
                 prompt = variant.prompts[node.id]
-                prompt_line = loaded.line("ab_test", "variants", v_index, "prompts", node.id)
+                prompt_line = loaded.line("ab_test", "variants", v_index, "prompts", node.id, CONTENT)
             if node.id in variant.system:
                 system = variant.system[node.id]
-                system_line = loaded.line("ab_test", "variants", v_index, "system", node.id)
+                system_line = loaded.line("ab_test", "variants", v_index, "system", node.id, CONTENT)
             settings = merge(settings, variant.settings.get(node.id, {}))
         nodes.append(
             ResolvedNode(

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
-pytest_plugins: list[str] = []  # filled in as the server fixtures land
+pytest_plugins = ["tests.fake_openai", "tests.mlflow_server"]
 
 # A deterministic provider for end-to-end tests: the answer is the last line of
 # the prompt, unless the prompt says otherwise.
@@ -46,3 +46,4 @@ def echo_workflow(pytester: pytest.Pytester):
         return path
 
     return write
+
