@@ -1,0 +1,310 @@
+"""The ``openai`` provider: OpenAI-compatible ``/chat/completions`` over HTTP.
+
+Works with OpenAI, Azure OpenAI (v1 API), Ollama, vLLM, llama.cpp server, LM
+Studio, OpenRouter, Groq, Together, Mistral and anything else that speaks the
+same protocol. One :class:`OpenAIProvider` (one ``httpx.Client`` and its
+connection pool) exists per distinct provider config and is shared by the
+runner's threads. Transient failures are retried by :mod:`.retry`.
+
+Secrets: the API key is read from the environment variable named by
+``api_key_env`` and only ever put in the ``Authorization`` header. Error
+messages never contain the key, the server's host or URL credentials:
+everything taken from the server or from httpx passes through a scrubber.
+This module imports httpx, so it is only imported when an ``openai``
+provider is used (see :mod:`.registry`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+from ..errors import ConfigError, ProviderError
+from ..schema import ProviderConfig
+from .base import ProviderRequest, ProviderResponse
+from .retry import TransientFailure, is_retryable_status, parse_retry_after, run_with_retries
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+BASE_URL_ENV = "OPENAI_BASE_URL"
+MAX_KEEPALIVE = 32
+"""Idle connections kept per provider. The number in flight is bounded by the
+runner (``--promptab-concurrency``), not by the pool, so a pool never makes a
+call wait."""
+
+_MESSAGE_LIMIT = 300
+_KEYLIKE = re.compile(r"\b(sk|gsk|xai)-[A-Za-z0-9_\-*.]{8,}")
+_BEARER = re.compile(r"(?i)\bbearer\s+\S+")
+
+
+class OpenAIProvider:
+    """Sends each request to ``{base_url}/chat/completions``.
+
+    ``request.settings`` (temperature, max_tokens, seed, response_format,
+    ...), over ``provider.settings``, are sent as they are, next to
+    ``model`` and ``messages``.
+    """
+
+    def __init__(self, config: ProviderConfig, base_dir: Path) -> None:
+        self.config = config
+        self.base_dir = base_dir
+        key_env = config.api_key_env or DEFAULT_API_KEY_ENV
+        self._key_env = key_env
+        self._api_key = os.environ.get(key_env) or None
+        base_url = config.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+        self._base_url = base_url
+        self._url = _endpoint(base_url)
+        self._secrets = _secret_strings(self._api_key, base_url, self._url)
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        self._client = httpx.Client(
+            headers=headers,
+            timeout=httpx.Timeout(config.timeout_s),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=MAX_KEEPALIVE),
+            follow_redirects=False,
+            trust_env=True,
+            verify=_ssl_context(),
+        )
+        self.sleep: Callable[[float], None] = time.sleep
+        """Used between attempts; tests may replace it."""
+        self.clock: Callable[[], float] = time.monotonic
+
+    # -- Provider protocol -------------------------------------------------
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        model = request.model or self.config.model
+        if not model:
+            raise ProviderError(
+                "openai provider: no model given",
+                hint="set 'model:' under 'provider:' (or in the node's or variant's provider override)",
+            )
+        # the engine already merges provider settings into the node's; merging here
+        # too keeps direct callers (e.g. the llm_judge grader) consistent
+        payload: dict[str, Any] = {
+            **self.config.settings,
+            **request.settings,
+            "model": model,
+            "messages": request.messages,
+        }
+        if payload.get("stream"):
+            payload["stream"] = False  # one JSON answer is what we parse
+        what = f"openai provider (model {model!r})"
+        response = run_with_retries(
+            lambda: self._attempt(payload, what),
+            self.config.retry,
+            what=what,
+            sleep=self.sleep,
+            clock=self.clock,
+        )
+        return response.with_cost(self.config.pricing)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __repr__(self) -> str:  # never shows the key or the host
+        return f"OpenAIProvider(model={self.config.model!r})"
+
+    # -- one attempt -------------------------------------------------------
+
+    def _attempt(self, payload: dict[str, Any], what: str) -> ProviderResponse:
+        try:
+            answer = self._client.post(self._url, json=payload)
+        except httpx.TimeoutException as exc:
+            raise TransientFailure(
+                f"no answer within {self.config.timeout_s:g} s (provider.timeout_s; {type(exc).__name__})"
+            ) from None
+        except httpx.RemoteProtocolError as exc:
+            raise TransientFailure(
+                f"the server closed the connection without a valid answer ({self._scrub(str(exc)) or type(exc).__name__})"
+            ) from None
+        except httpx.NetworkError as exc:
+            raise TransientFailure(
+                f"network error talking to the server at base_url ({type(exc).__name__}: {self._scrub(str(exc))})"
+            ) from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            # UnsupportedProtocol, LocalProtocolError, ProxyError, bad URL: configuration, not luck
+            raise ProviderError(
+                f"{what}: request failed ({type(exc).__name__}: {self._scrub(str(exc))})",
+                hint=f"check provider.base_url (or ${BASE_URL_ENV}): it must be an http(s) URL of an "
+                "OpenAI-compatible API, e.g. http://localhost:11434/v1",
+            ) from None
+        if answer.status_code != 200:
+            self._raise_for_status(answer, what)
+        return self._parse(answer)
+
+    def _raise_for_status(self, answer: httpx.Response, what: str) -> None:
+        status = answer.status_code
+        message, code = _error_details(answer)
+        cause = f"HTTP {status}"
+        if answer.reason_phrase:
+            cause += f" {answer.reason_phrase}"
+        if message:
+            cause += f": {self._scrub(message)}"
+        if is_retryable_status(status, code):
+            raise TransientFailure(cause, status=status, retry_after=parse_retry_after(answer.headers))
+        raise ProviderError(f"{what}: {cause}", status=status, hint=self._hint(status, code))
+
+    def _hint(self, status: int, code: str | None) -> str | None:
+        if status == 401:
+            if self._api_key is None:
+                return f"no API key sent: ${self._key_env} is not set (provider.api_key_env names the variable)"
+            return f"the server refused the key in ${self._key_env}: check that it is valid for this server"
+        if status == 403:
+            return f"the key in ${self._key_env} is not allowed to use this model or endpoint"
+        if status == 404:
+            return (
+                f"check the model name and provider.base_url (or ${BASE_URL_ENV}): "
+                "the URL should end before /chat/completions, e.g. https://api.openai.com/v1"
+            )
+        if status == 429 and code == "insufficient_quota":
+            return "the account behind the key has no quota left: check its plan and billing"
+        if status in (400, 422):
+            return "the server rejected the request: check the model name and provider/node settings"
+        return None
+
+    def _parse(self, answer: httpx.Response) -> ProviderResponse:
+        try:
+            data = json.loads(answer.content)
+        except (ValueError, UnicodeDecodeError):
+            snippet = self._scrub(answer.text[:80]) if answer.content else "an empty body"
+            raise TransientFailure(f"the server answered 200 with malformed JSON ({snippet!r})", status=200) from None
+        if not isinstance(data, dict):
+            raise TransientFailure("the server answered 200 with JSON that is not an object", status=200)
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            error = data.get("error")
+            if isinstance(error, dict) and error.get("message"):
+                # some gateways (e.g. OpenRouter) report upstream errors inside a 200
+                status = error.get("code") if isinstance(error.get("code"), int) else None
+                cause = f"the server answered 200 with an error: {self._scrub(str(error['message']))[:_MESSAGE_LIMIT]}"
+                if status is not None and not is_retryable_status(status):
+                    raise ProviderError(f"openai provider: {cause}", status=status)
+                raise TransientFailure(cause, status=status)
+            raise TransientFailure("the server answered 200 without 'choices'", status=200)
+        choice = choices[0]
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        content = message.get("content")
+        if isinstance(content, list):  # content parts
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        text = content if isinstance(content, str) else ""
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        extra: dict[str, Any] = {}
+        if choice.get("finish_reason") is not None:
+            extra["finish_reason"] = str(choice["finish_reason"])
+        if isinstance(data.get("model"), str):
+            extra["model"] = data["model"]
+        if isinstance(message.get("refusal"), str) and message["refusal"]:
+            extra["refusal"] = message["refusal"][:_MESSAGE_LIMIT]
+        return ProviderResponse(
+            text=text,
+            tokens_in=_int_or_none(usage.get("prompt_tokens")),
+            tokens_out=_int_or_none(usage.get("completion_tokens")),
+            extra=extra,
+        )
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self._secrets)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """``text`` without any of ``secrets`` (longest first), key-like tokens
+    (``sk-...``) or bearer credentials."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    text = _BEARER.sub("Bearer <redacted>", text)
+    return _KEYLIKE.sub(lambda m: f"{m.group(1)}-<redacted>", text)
+
+
+def _secret_strings(api_key: str | None, base_url: str, url: httpx.URL) -> list[str]:
+    """What must never appear in a message: the key, the URLs, the host and
+    any credentials written into the URL."""
+    found = [base_url, str(url)]
+    parsed = httpx.URL(base_url.strip())
+    found += [parsed.host, parsed.netloc.decode("ascii", "replace"), parsed.username, parsed.password]
+    # short strings would mangle ordinary words; the key is removed whatever its length
+    found = [s for s in found if s and len(s) >= 4]
+    if api_key:
+        found.append(api_key)
+    return found
+
+
+_ssl_lock = threading.Lock()
+_ssl_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certifi, or $SSL_CERT_FILE / $SSL_CERT_DIR),
+    built once: loading the CA bundle is the slow part of making a client."""
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    with _ssl_lock:
+        context = _ssl_contexts.get(key)
+        if context is None:
+            context = _ssl_contexts[key] = httpx.create_ssl_context(trust_env=True)
+        return context
+
+
+def _endpoint(base_url: str) -> httpx.URL:
+    """``base_url`` + ``/chat/completions`` (kept when already there), with
+    any query string (e.g. Azure's ``api-version``) preserved."""
+    try:
+        url = httpx.URL(base_url.strip())
+    except Exception:
+        raise ConfigError(
+            "provider.base_url is not a valid URL",
+            hint=f"use e.g. https://api.openai.com/v1 (it may come from ${BASE_URL_ENV})",
+        ) from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(
+            "provider.base_url must be an http:// or https:// URL",
+            hint=f"use e.g. http://localhost:11434/v1 (it may come from ${BASE_URL_ENV})",
+        )
+    path = url.path.rstrip("/")
+    if not path.endswith("/chat/completions"):
+        path += "/chat/completions"
+    return url.copy_with(path=path)
+
+
+def _error_details(answer: httpx.Response) -> tuple[str | None, str | None]:
+    """The provider's own error message and code, from an OpenAI-style body
+    ``{"error": {"message": ..., "code"/"type": ...}}`` or a plain text body."""
+    try:
+        body = answer.json()
+    except (ValueError, UnicodeDecodeError):
+        text = answer.text.strip() if answer.content else ""
+        return (text[:_MESSAGE_LIMIT] or None), None
+    message: Any = None
+    code: Any = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            message = error.get("message")
+            code = error.get("code") or error.get("type")
+            if code != "insufficient_quota" and error.get("type") == "insufficient_quota":
+                code = "insufficient_quota"
+        elif isinstance(error, str):
+            message = error
+        else:
+            message = body.get("message") or body.get("detail")
+    if message is not None and not isinstance(message, str):
+        message = json.dumps(message)
+    return (message[:_MESSAGE_LIMIT] if message else None), (str(code) if code is not None else None)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
