@@ -6,10 +6,8 @@ template, then calls :meth:`CheckRegistry.evaluate`. Every built-in type is
 registered by ``CheckRegistry()``; other types (``llm_judge``, plugin types)
 are added with :meth:`CheckRegistry.register`.
 
-``json_schema`` uses a small built-in validator (:func:`validate_json`) for the
-common subset of JSON Schema, since the ``jsonschema`` package is not one of
-promptab's dependencies; a schema using any other keyword is an error, never
-silently half-checked.
+``json_schema`` validates with the ``jsonschema`` package (the draft the
+schema names, else 2020-12), imported only when such a check runs.
 """
 
 from __future__ import annotations
@@ -45,6 +43,9 @@ class CheckContext:
     """The whole template scope (inputs, node outputs, expected, variant, run)."""
     base_dir: Path
     """The workflow file's folder, for ``callable:`` resolution."""
+    judge: Callable[[Any], tuple[float, str]] | None = None
+    """For ``llm_judge``: grades an output against the check's rendered rubric
+    with the check's provider, returning (score in [0, 1], reasoning)."""
 
 
 CheckFn = Callable[[CheckConfig, CheckContext], CheckResult]
@@ -370,104 +371,32 @@ def check_json_schema(check: CheckConfig, ctx: CheckContext) -> CheckResult:
         )
     data, why = _parse_json(ctx.actual)
     if why is None:
-        try:
-            errors = validate_json(data, schema)
-        except ValueError as exc:
-            raise CheckError(f"check {_name(check)!r} (json_schema): {exc}") from exc
+        errors = validate_json(data, schema, name=_name(check))
         why = "; ".join(errors[:3]) + (f" (+{len(errors) - 3} more)" if len(errors) > 3 else "") if errors else None
     return _result(check, why is None, schema, ctx.actual, why)
 
 
-_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "integer": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer(),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
-SCHEMA_KEYWORDS = frozenset(
-    "type properties required additionalProperties enum const items minItems maxItems "
-    "minimum maximum exclusiveMinimum exclusiveMaximum minLength maxLength pattern".split()
-)
-"""The JSON Schema keywords :func:`validate_json` checks."""
-_ANNOTATIONS = frozenset("$schema $id $comment title description default examples format".split())
+def check_schema(schema: dict[str, Any], *, name: str) -> None:
+    """Raise :class:`CheckError` when ``schema`` is not a valid JSON Schema."""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise CheckError(f"check {name!r} (json_schema): invalid schema: {exc.message}") from None
 
 
-def _json_type(value: Any) -> str:
-    for name in ("null", "boolean", "integer", "number", "string", "array", "object"):
-        if _JSON_TYPES[name](value):
-            return name
-    return type(value).__name__
-
-
-def validate_json(data: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
+def validate_json(data: Any, schema: dict[str, Any], *, name: str = "json_schema") -> list[str]:
     """Errors of ``data`` against ``schema`` (empty when valid), each naming
-    the JSON path. Supports :data:`SCHEMA_KEYWORDS`; raises ValueError naming
-    any other keyword (annotations such as title or description are ignored)."""
-    unknown = sorted(set(schema) - SCHEMA_KEYWORDS - _ANNOTATIONS)
-    if unknown:
-        raise ValueError(
-            f"unsupported JSON Schema keyword(s) {', '.join(unknown)} at {path}; "
-            f"supported: {', '.join(sorted(SCHEMA_KEYWORDS))}"
-        )
-    types = schema.get("type")
-    if types is not None:
-        names = types if isinstance(types, list) else [types]
-        bad = [t for t in names if t not in _JSON_TYPES]
-        if bad:
-            raise ValueError(f"unknown JSON Schema type {bad[0]!r} at {path}")
-        if not any(_JSON_TYPES[t](data) for t in names):
-            return [f"{path}: expected {' or '.join(names)}, got {_json_type(data)}"]
-    errors: list[str] = []
-    if "enum" in schema and not any(_json_equal(data, e) for e in schema["enum"]):
-        errors.append(f"{path}: {_q(data)} is not one of {_q(schema['enum'])}")
-    if "const" in schema and not _json_equal(data, schema["const"]):
-        errors.append(f"{path}: expected {_q(schema['const'])}, got {_q(data)}")
-    if isinstance(data, dict):
-        props = schema.get("properties", {})
-        errors += [f"{path}: missing required property {key!r}" for key in schema.get("required", []) if key not in data]
-        extra = schema.get("additionalProperties", True)
-        for key, item in data.items():
-            sub = f"{path}.{key}"
-            if key in props:
-                errors += validate_json(item, props[key], sub)
-            elif extra is False:
-                errors.append(f"{path}: unexpected property {key!r}")
-            elif isinstance(extra, dict):
-                errors += validate_json(item, extra, sub)
-    if isinstance(data, list):
-        if "minItems" in schema and len(data) < schema["minItems"]:
-            errors.append(f"{path}: {len(data)} items < minItems {schema['minItems']}")
-        if "maxItems" in schema and len(data) > schema["maxItems"]:
-            errors.append(f"{path}: {len(data)} items > maxItems {schema['maxItems']}")
-        if "items" in schema:
-            if not isinstance(schema["items"], dict):
-                raise ValueError(f"'items' at {path} must be one schema (tuple validation is not supported)")
-            for i, item in enumerate(data):
-                errors += validate_json(item, schema["items"], f"{path}[{i}]")
-    if _JSON_TYPES["number"](data):
-        for key, fails, op in (
-            ("minimum", lambda v, b: v < b, "<"),
-            ("maximum", lambda v, b: v > b, ">"),
-            ("exclusiveMinimum", lambda v, b: v <= b, "<="),
-            ("exclusiveMaximum", lambda v, b: v >= b, ">="),
-        ):
-            if key in schema and fails(data, schema[key]):
-                errors.append(f"{path}: {data} {op} {key} {schema[key]}")
-    if isinstance(data, str):
-        if "minLength" in schema and len(data) < schema["minLength"]:
-            errors.append(f"{path}: length {len(data)} < minLength {schema['minLength']}")
-        if "maxLength" in schema and len(data) > schema["maxLength"]:
-            errors.append(f"{path}: length {len(data)} > maxLength {schema['maxLength']}")
-        if "pattern" in schema:
-            try:
-                if re.search(schema["pattern"], data) is None:
-                    errors.append(f"{path}: {_q(data)} does not match pattern {schema['pattern']!r}")
-            except re.error as exc:
-                raise ValueError(f"invalid pattern {schema['pattern']!r} at {path}: {exc}") from exc
-    return errors
+    the JSON path, e.g. ``$.tags[1]: 3 is not of type 'string'``."""
+    import jsonschema
+
+    check_schema(schema, name=name)
+    validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    validator = validator_cls(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+    return [f"{e.json_path}: {e.message}" for e in errors]
 
 
 SIMILARITY_CHAR_LIMIT = 2000
@@ -568,7 +497,18 @@ def check_python(check: CheckConfig, ctx: CheckContext) -> CheckResult:
     return _result(check, ok, f"score >= {check.min:g}", ctx.actual, detail, score=score, scores=scores)
 
 
+def check_llm_judge(check: CheckConfig, ctx: CheckContext) -> CheckResult:
+    if ctx.judge is None:
+        raise CheckError(f"check {_name(check)!r} (llm_judge): no judge provider is available")
+    score, reasoning = ctx.judge(ctx.actual)
+    result = _result(check, score >= check.min, f"rubric score >= {check.min:g}", ctx.actual, None, score=score)
+    # the judge's reasoning is kept whether it passed or not
+    result.detail = f"judge score {score:.2f}: {reasoning}" if reasoning else f"judge score {score:.2f}"
+    return result
+
+
 BUILTINS: dict[str, CheckFn] = {
+    "llm_judge": check_llm_judge,
     "equals": check_equals,
     "contains": check_contains,
     "icontains": check_icontains,

@@ -25,7 +25,7 @@ from .providers.registry import ProviderRegistry
 from .records import CheckResult, RunRecord
 from .schema import CaseConfig, CheckConfig, ProviderConfig
 from .templates import TemplateRenderer
-from .variants import ResolvedNode, resolve_nodes
+from .variants import ResolvedNode, merge, resolve_nodes
 
 ProviderWrapper = Callable[[Callable[[], Provider], ProviderConfig], Provider]
 """Wraps a provider factory (record/replay); gets the factory so that replay
@@ -131,7 +131,7 @@ class Engine:
                 record.outputs[node.output_key] = output
             metrics["latency_ms"] = (time.perf_counter() - started) * 1000.0
             current = None
-            record.checks = self._run_checks(loaded, display, nodes, scope)
+            record.checks = self._run_checks(loaded, display, nodes, scope, case.id)
         except PromptabError as exc:
             record.status = "error"
             record.error_node = current
@@ -160,7 +160,7 @@ class Engine:
         return record
 
     def _run_checks(
-        self, loaded: LoadedWorkflow, display: str, nodes: list[ResolvedNode], scope: dict[str, Any]
+        self, loaded: LoadedWorkflow, display: str, nodes: list[ResolvedNode], scope: dict[str, Any], case_id: str
     ) -> list[CheckResult]:
         results = []
         last = nodes[-1].output_key
@@ -177,7 +177,8 @@ class Engine:
                     hint=f"fields are: {', '.join(sorted(scope))}",
                 )
             value = self._render_value(check, scope, display, line)
-            ctx = CheckContext(actual=actual, value=value, scope=scope, base_dir=loaded.base_dir)
+            judge = self._judge(loaded, check, scope, case_id, display, line) if check.type == "llm_judge" else None
+            ctx = CheckContext(actual=actual, value=value, scope=scope, base_dir=loaded.base_dir, judge=judge)
             try:
                 results.append(self.checks.evaluate(check, ctx))
             except PromptabError as exc:
@@ -187,6 +188,38 @@ class Engine:
                     exc.message = f"check {name!r}: {exc.message}"
                 raise
         return results
+
+    def _judge(
+        self,
+        loaded: LoadedWorkflow,
+        check: CheckConfig,
+        scope: dict[str, Any],
+        case_id: str,
+        display: str,
+        line: int | None,
+    ) -> Callable[[Any], tuple[float, str]]:
+        """A grader bound to the check's provider (the workflow's, with the
+        check's ``provider:`` keys over it) and its rendered rubric."""
+        from .judge import grade
+
+        name = check.name or check.type
+        rubric = self.renderer.render(check.rubric or "", scope, where=f"check {name!r} rubric", path=display, line=line)
+        base = loaded.config.provider.model_dump(exclude_unset=True) if loaded.config.provider else {}
+        config = ProviderConfig.model_validate(merge(base, check.provider or {}))
+        provider = self.provider(config, loaded.base_dir)
+        node_id = f"llm_judge:{name}"
+        run = int(scope["run"])
+        request_base = {
+            "model": config.model,
+            "settings": dict(config.settings),
+            "node_id": node_id,
+            "case_id": case_id,
+            "run": run,
+            "seed": run_seed(case_id, run, node_id),
+            "variant": str(scope.get("variant", "")),
+            "workflow": loaded.config.name,
+        }
+        return lambda output: grade(rubric, output, provider, request_base)
 
     def _render_value(self, check: CheckConfig, scope: dict[str, Any], display: str, line: int | None) -> Any:
         where = f"check {(check.name or check.type)!r} value"

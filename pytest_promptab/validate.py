@@ -41,6 +41,19 @@ def validate_workflow(
                 raise ConfigError(exc.message, path=display, line=line) from None
         elif check.type == "python":
             raise ConfigError("a 'python' check needs 'callable: path/to/file.py:function'", path=display, line=line)
+        if check.type == "llm_judge" and not check.rubric:
+            raise ConfigError("an 'llm_judge' check needs 'rubric:' (what the judge grades)", path=display, line=line)
+        if check.type == "llm_judge" and config.provider is None and not check.provider:
+            raise ConfigError("an 'llm_judge' check needs a provider: the workflow's or its own 'provider:'",
+                              path=display, line=line)
+        if check.type == "json_schema" and check.schema_ is not None:
+            from .checks import check_schema
+            from .errors import CheckError
+
+            try:
+                check_schema(check.schema_, name=check.name or check.type)
+            except CheckError as exc:
+                raise ConfigError(exc.message, path=display, line=line) from None
         values = check.value if isinstance(check.value, list) else [check.value]
         for value in values:
             if isinstance(value, str):
