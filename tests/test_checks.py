@@ -25,20 +25,26 @@ def ev(actual: Any, value: Any = None, *, base_dir: Path = Path("."), scope: dic
 def test_registry_knows_every_builtin_and_accepts_new_types() -> None:
     assert set(REGISTRY.types) >= {
         "equals", "contains", "icontains", "not_contains", "regex", "starts_with", "one_of",
-        "max_words", "min_words", "max_chars", "json", "json_schema", "similarity", "python",
+        "max_words", "min_words", "max_chars", "json", "json_schema", "similarity", "python", "llm_judge",
     }  # fmt: skip
     registry = CheckRegistry()
-    assert "llm_judge" not in registry
+    assert "tone" not in registry
 
-    def judge(check: CheckConfig, ctx: CheckContext) -> CheckResult:
+    def tone(check: CheckConfig, ctx: CheckContext) -> CheckResult:
         return CheckResult(name=check.name or check.type, type=check.type, passed=True, score=0.8)
 
-    registry.register("llm_judge", judge)
-    assert "llm_judge" in registry.types
-    result = registry.evaluate(CheckConfig(type="llm_judge", rubric="polite?"), CheckContext("hi", None, {}, Path(".")))
+    registry.register("tone", tone)
+    assert "tone" in registry.types
+    result = registry.evaluate(CheckConfig(type="tone"), CheckContext("hi", None, {}, Path(".")))
     assert result.score == 0.8
     with pytest.raises(ConfigError, match="already registered"):
-        registry.register("llm_judge", judge)
+        registry.register("tone", tone)
+
+
+def test_llm_judge_uses_the_bound_judge() -> None:
+    ctx = CheckContext("hi", None, {}, Path("."), judge=lambda output: (0.4, f"{output!r} is curt"))
+    result = REGISTRY.evaluate(CheckConfig(name="polite", type="llm_judge", rubric="polite?", min=0.5), ctx)
+    assert (result.passed, result.score, result.detail) == (False, 0.4, "judge score 0.40: 'hi' is curt")
 
 
 def test_unknown_type_suggests_the_nearest() -> None:
