@@ -136,7 +136,7 @@ class Engine:
             record.status = "error"
             record.error_node = current
             where = f"node {current!r}: " if current and not exc.message.startswith("node ") else ""
-            record.error = where + _one_line(exc)
+            record.error = where + str(exc)
             return record
         if have_tokens:
             metrics["tokens_in"] = float(tokens_in)
@@ -267,8 +267,3 @@ def parse_json_output(text: str, node_id: str, display: str, line: int | None) -
             line=line,
             hint="ask for JSON only in the prompt, or use 'parse: text'",
         ) from None
-
-
-def _one_line(exc: PromptabError) -> str:
-    text = str(exc)
-    return text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,7 @@ def emit_gate_reports(config: pytest.Config, abtests: list[ABTestSummary], line_
 def _report(
     judgement: GateJudgement, location: tuple[str, int | None, str], when: str, now: float, props: list
 ) -> pytest.TestReport:
-    outcome, longrepr, extra = "passed", None, {}
+    outcome, longrepr, extra = "passed", None, dict[str, Any]()
     if when == "call":
         if judgement.outcome == "failed":
             outcome, longrepr = "failed", f"gate violated: {judgement.message}"

@@ -79,7 +79,7 @@ class RunItem(pytest.Item):
             reasons = "; ".join(f"check {c.name!r} failed: {c.detail or f'expected {c.expected!r}, got {c.actual!r}'}" for c in failed)
             pytest.xfail(reasons)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, (RunFailed, PromptabError)):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
@@ -103,7 +103,7 @@ class InvalidWorkflowItem(pytest.Item):
     def runtest(self) -> None:
         raise self.error
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, PromptabError):
             return f"invalid promptab workflow: {excinfo.value}"
         return super().repr_failure(excinfo, style)

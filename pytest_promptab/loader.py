@@ -154,12 +154,12 @@ def _schema_error(exc: ValidationError, marks: dict[Loc, int], shown: str) -> Co
     first_line: int | None = None
     hint: str | None = None
     for err in errors:
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _is_union_tag(p)))
+        loc: Loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _is_union_tag(p)))
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, LocatedValueError):
             loc = loc + cause.loc
         line = _line_for(marks, loc)
-        text, err_hint = _explain(err, loc)
+        text, err_hint = _explain(dict(err), loc)
         messages.append((line, text))
         if first_line is None:
             first_line, hint = line, err_hint

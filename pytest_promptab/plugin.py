@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generator
 import pytest
 
 if TYPE_CHECKING:
-    from .session import PromptabSession
+    from .session import PromptabOptions, PromptabSession
 
 SESSION_KEY = pytest.StashKey["PromptabSession"]()
 
@@ -73,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(PromptabHooks(config, psession), "promptab-session")
 
 
-def read_options(config: pytest.Config) -> Any:
+def read_options(config: pytest.Config) -> PromptabOptions:
     from .session import CACHE_MODES, PromptabOptions
 
     def pick(option: str, ini: str) -> Any:
@@ -136,8 +136,29 @@ class PromptabHooks:
         from .items import RunItem
 
         psession = self.psession
-        if self.controller and not self.config.option.collectonly:
-            psession.prefetch([item.job for item in session.items if isinstance(item, RunItem)])
+        option = self.config.option
+
+        def will_run(item: pytest.Item) -> bool:
+            """False for an item a skip mark skips (unconditionally, or with a
+            bool condition that is true): its run is never sent."""
+            if item.get_closest_marker("skip") is not None:
+                return False
+            for mark in item.iter_markers("skipif"):
+                conditions = (*mark.args, mark.kwargs.get("condition", False))
+                if any(isinstance(c, bool) and c for c in conditions):
+                    return False
+            return True
+
+        # no calls when nothing runs: --collect-only, --setup-only/-plan, or
+        # collection errors that stop the session before its first test
+        runs_tests = not (
+            option.collectonly
+            or getattr(option, "setuponly", False)
+            or getattr(option, "setupplan", False)
+            or (session.testsfailed and not option.continue_on_collection_errors)
+        )
+        if self.controller and runs_tests:
+            psession.prefetch([item.job for item in session.items if isinstance(item, RunItem) and will_run(item)])
         try:
             result = yield
         finally:

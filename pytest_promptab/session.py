@@ -8,17 +8,24 @@ summary, writes the results file, applies winners and logs to MLflow.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import analysis
 from .errors import PromptabError
 from .loader import LoadedWorkflow, load_workflow
 from .records import RunRecord
 from .summary import ABTestSummary, SessionSummary
+
+if TYPE_CHECKING:
+    from .checks import CheckRegistry
+    from .engine import Engine, ProviderWrapper
+    from .providers.registry import ProviderRegistry
+    from .runner import Runner
 
 CACHE_MODES = ("off", "record", "replay", "auto")
 
@@ -59,18 +66,18 @@ class RunJob:
 @dataclass
 class PromptabSession:
     options: PromptabOptions
-    register_providers: Callable[[object], None] = lambda registry: None
-    register_checks: Callable[[object], None] = lambda registry: None
+    register_providers: Callable[[ProviderRegistry], None] = lambda registry: None
+    register_checks: Callable[[CheckRegistry], None] = lambda registry: None
     workflows: dict[str, LoadedWorkflow] = field(default_factory=dict)
     load_errors: dict[str, PromptabError] = field(default_factory=dict)
     records: dict[str, list[RunRecord]] = field(default_factory=lambda: defaultdict(list))
     summary: SessionSummary | None = None
-    _engine: object | None = None
-    _runner: object | None = None
+    _engine: Engine | None = None
+    _runner: Runner | None = None
 
     # -- worker side: loading and running ---------------------------------
     @property
-    def engine(self):  # type: ignore[no-untyped-def]
+    def engine(self) -> Engine:
         if self._engine is None:
             from .checks import CheckRegistry
             from .engine import Engine
@@ -84,14 +91,14 @@ class PromptabSession:
         return self._engine
 
     @property
-    def runner(self):  # type: ignore[no-untyped-def]
+    def runner(self) -> Runner:
         if self._runner is None:
             from .runner import Runner
 
             self._runner = Runner(self.options.concurrency)
         return self._runner
 
-    def _cache_wrapper(self):  # type: ignore[no-untyped-def]
+    def _cache_wrapper(self) -> ProviderWrapper | None:
         mode = self.options.cache
         if mode == "off":
             return None
@@ -133,7 +140,7 @@ class PromptabSession:
         return self.runner.result(job.key, lambda: self.execute(job))
 
     def prefetch(self, jobs: list[RunJob]) -> None:
-        self.runner.submit_all([(job.key, (lambda j=job: self.execute(j))) for job in jobs])
+        self.runner.submit_all([(job.key, functools.partial(self.execute, job)) for job in jobs])
 
     def close(self) -> None:
         if self._runner is not None:
@@ -142,7 +149,7 @@ class PromptabSession:
             self._engine.providers.close_all()
 
     # -- controller side: results ------------------------------------------
-    def add_record(self, data: dict) -> None:
+    def add_record(self, data: dict[str, Any]) -> None:
         record = RunRecord.from_dict(data)
         self.records[record.file].append(record)
 

@@ -6,7 +6,7 @@ once: the runner calls them from a thread pool (``--promptab-concurrency``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from ..schema import Pricing
@@ -53,6 +53,10 @@ class ProviderResponse:
     cost_usd: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """Kept in the run's results (must be plain JSON data, no secrets)."""
+    queued_s: float = 0.0
+    """Seconds the call waited for a free slot of the provider's
+    ``max_concurrency`` before it was sent: client-side queueing, which the
+    engine leaves out of latency. Never recorded in the cache."""
 
     def with_cost(self, pricing: Pricing | None) -> ProviderResponse:
         """Fill ``cost_usd`` from token usage and pricing when not given."""
@@ -61,7 +65,7 @@ class ProviderResponse:
         if self.tokens_in is None and self.tokens_out is None:
             return self
         cost = ((self.tokens_in or 0) * pricing.input_per_mtok + (self.tokens_out or 0) * pricing.output_per_mtok) / 1e6
-        return ProviderResponse(self.text, self.tokens_in, self.tokens_out, cost, self.extra)
+        return replace(self, cost_usd=cost)
 
 
 @runtime_checkable

@@ -3,17 +3,27 @@
 Built-in types are ``python`` and ``openai``; other plugins add theirs through
 the ``pytest_promptab_register_providers`` hook. Factories are imported lazily
 so that e.g. httpx is imported only when an ``openai`` provider is used.
+
+A config with ``max_concurrency: N`` gets its live provider wrapped in a
+:class:`ConcurrencyLimitedProvider`: at most N of its calls are in flight,
+whatever ``--promptab-concurrency`` says. The limit belongs to the endpoint
+(:func:`limit_key`: type, ``base_url``, ``api_key_env``, ``callable``,
+``options``), so nodes and variants that only change the model or the
+settings of that provider share the same N slots.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Hashable
 
 from ..errors import ConfigError
 from ..schema import ProviderConfig
-from .base import Provider
+from .base import Provider, ProviderRequest, ProviderResponse
 
 ProviderFactory = Callable[[ProviderConfig, Path], Provider]
 """Builds a provider from its config and the workflow file's folder."""
@@ -31,6 +41,53 @@ def _openai_factory(config: ProviderConfig, base_dir: Path) -> Provider:
     return OpenAIProvider(config, base_dir)
 
 
+def limit_key(config: ProviderConfig, base_dir: Path) -> Hashable:
+    """What shares one ``max_concurrency`` budget: the same type, server,
+    credentials variable, callable (and its folder) and plugin options, with
+    the same limit. Model and settings are left out: they do not change which
+    server takes the load."""
+    return (
+        config.type,
+        (config.base_url or "").strip().rstrip("/"),
+        config.api_key_env or "",
+        config.callable or "",
+        str(base_dir) if config.callable else "",
+        json.dumps(config.options, sort_keys=True, default=str),
+        config.max_concurrency,
+    )
+
+
+class ConcurrencyLimitedProvider:
+    """Lets at most ``limit`` calls through to ``inner`` at a time (a
+    semaphore shared with the other configs of the same :func:`limit_key`).
+
+    The time a call waits for a slot is returned in
+    :attr:`ProviderResponse.queued_s`, so that it is not counted as the
+    provider's latency. Retries happen inside ``inner``: a call keeps its
+    slot while it backs off, so a rate-limited server is not hit harder.
+    """
+
+    def __init__(self, inner: Provider, semaphore: threading.Semaphore, limit: int) -> None:
+        self.inner = inner
+        self.limit = limit
+        self._semaphore = semaphore
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        asked = time.perf_counter()
+        with self._semaphore:
+            waited = time.perf_counter() - asked
+            response = self.inner.complete(request)
+        if waited <= 0:
+            return response
+        return replace(response, queued_s=response.queued_s + waited)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __repr__(self) -> str:
+        return f"ConcurrencyLimitedProvider({self.inner!r}, limit={self.limit})"
+
+
 class ProviderRegistry:
     def __init__(self) -> None:
         self._factories: dict[str, ProviderFactory] = {
@@ -38,6 +95,7 @@ class ProviderRegistry:
             "openai": _openai_factory,
         }
         self._live: dict[tuple[str, str], Provider] = {}
+        self._semaphores: dict[Hashable, threading.Semaphore] = {}
         self._lock = threading.Lock()
 
     def register(self, type_name: str, factory: ProviderFactory) -> None:
@@ -48,7 +106,8 @@ class ProviderRegistry:
         return sorted(self._factories)
 
     def get(self, config: ProviderConfig, base_dir: Path) -> Provider:
-        """The live provider for ``config`` (created once, then shared)."""
+        """The live provider for ``config`` (created once, then shared),
+        limited to ``config.max_concurrency`` calls in flight when set."""
         key = (config.model_dump_json(), str(base_dir))
         with self._lock:
             provider = self._live.get(key)
@@ -60,8 +119,21 @@ class ProviderRegistry:
                         hint="provider types from other plugins need that plugin installed",
                     )
                 provider = factory(config, base_dir)
+                if config.max_concurrency is not None:
+                    provider = ConcurrencyLimitedProvider(
+                        provider, self._semaphore(config, base_dir), config.max_concurrency
+                    )
                 self._live[key] = provider
             return provider
+
+    def _semaphore(self, config: ProviderConfig, base_dir: Path) -> threading.Semaphore:
+        """The shared semaphore of ``config``'s endpoint (call with the lock held)."""
+        assert config.max_concurrency is not None
+        key = limit_key(config, base_dir)
+        semaphore = self._semaphores.get(key)
+        if semaphore is None:
+            semaphore = self._semaphores[key] = threading.Semaphore(config.max_concurrency)
+        return semaphore
 
     def close_all(self) -> None:
         with self._lock:
