@@ -1,0 +1,168 @@
+"""MLflow through pytest: what a session leaves in MLflow, read back with
+MlflowClient, and what happens when MLflow is down (results kept, exit code
+unchanged, one warning)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.mlflow_server import MlflowServer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _mlflow_imported_outside() -> None:
+    """Import mlflow in this process before pytester's in-process runs: they
+    snapshot sys.modules and drop what they imported, which would leave the
+    outer process with half an mlflow."""
+    import warnings
+
+    import mlflow.tracking  # noqa: F401
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+
+def _client(uri: str):  # type: ignore[no-untyped-def]
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def _runs(uri: str, experiment: str) -> tuple[list, list]:  # type: ignore[type-arg]
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no experiment {experiment!r} at {uri}"
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def test_examples_land_in_mlflow_server(pytester: pytest.Pytester, examples_dir: Path, mlflow_server: MlflowServer) -> None:
+    result = pytester.runpytest("--promptab", "examples/", "--promptab-mlflow-uri", mlflow_server.uri)
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines([f"MLflow: {mlflow_server.uri} (experiment support-reply)*"])
+    parents, children = _runs(mlflow_server.uri, "support-reply")
+    (parent,) = [p for p in parents if p.data.tags.get("promptab.file") == "examples/support.yaml"][-1:]
+    mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+    by_role = {c.data.tags["role"]: c for c in mine}
+    assert sorted(c.data.tags["mlflow.runName"] for c in mine) == ["baseline", "empathetic", "terse"]
+    assert set(by_role) == {"baseline", "challenger"}
+    empathetic = next(c for c in mine if c.data.tags["mlflow.runName"] == "empathetic")
+    assert empathetic.data.metrics["pass_rate"] == 1.0
+    assert empathetic.data.tags["winner"] == "true"
+    assert "latency_ms.p95" in empathetic.data.metrics
+    assert parent.data.tags["promptab.winner"] == "empathetic"
+    client = _client(mlflow_server.uri)
+    prompt = Path(client.download_artifacts(empathetic.info.run_id, "prompts/reply.txt", str(pytester.path)))
+    assert prompt.read_text().startswith("Acknowledge the customer's frustration first")
+    # the results file was written too, and names the parent run
+    data = json.loads((pytester.path / ".promptab" / "results.json").read_text())
+    assert data["abtests"][0]["mlflow_run_id"] == parent.info.run_id
+
+
+def test_default_store_is_sqlite_at_rootdir(pytester: pytest.Pytester, echo_workflow, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_end_to_end import SIMPLE
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    echo_workflow("flow", SIMPLE)
+    pytester.makeini("[pytest]\n")  # the rootdir
+    sub = pytester.mkdir("sub")
+    monkeypatch.chdir(sub)  # the artifact location must not depend on the current directory
+    result = pytester.runpytest("--promptab", str(pytester.path / "flow.yaml"), "--rootdir", str(pytester.path))
+    assert result.ret == 0, result.stdout.str()
+    uri = f"sqlite:///{pytester.path / 'mlflow.db'}"
+    parents, children = _runs(uri, "echo-flow")
+    assert len(parents) == 1 and len(children) == 2
+    assert (pytester.path / "mlartifacts").is_dir()
+    assert not {p.name for p in sub.iterdir()} & {"mlflow.db", "mlartifacts", "mlruns", ".promptab"}
+
+
+def test_xdist_session_logs_once(pytester: pytest.Pytester, examples_dir: Path, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'x.db'}"
+    result = pytester.runpytest_subprocess("--promptab", "examples/", "-n", "2", "--promptab-mlflow-uri", uri)
+    assert result.ret == 0, result.stdout.str()
+    parents, children = _runs(uri, "support-reply")
+    assert len(parents) == 1 and len(children) == 3
+
+
+def _closed_port_uri() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_mlflow_down_keeps_results_and_block_exit_code(pytester: pytest.Pytester) -> None:
+    shutil.copytree(ROOT / "examples", pytester.path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "demos", pytester.path / "demos", ignore=shutil.ignore_patterns("__pycache__"))
+    result = pytester.runpytest("--promptab", "demos/deploy-block/", "--promptab-mlflow-uri", _closed_port_uri())
+    assert result.ret == 10
+    out = result.stdout.str()
+    assert "MLflow logging failed" in out and ".promptab/results.json" in out
+    result.stdout.fnmatch_lines(["*promptab summary*", "*DEPLOY BLOCKED*"])
+    data = json.loads((pytester.path / ".promptab" / "results.json").read_text())
+    assert data["mlflow_error"] and len(data["abtests"][0]["runs"]) == 24
+
+
+def test_mlflow_500_keeps_results_and_exit_code(pytester: pytest.Pytester, echo_workflow) -> None:
+    import http.server
+    import threading
+
+    from tests.test_end_to_end import SIMPLE
+
+    class Broken(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_error(500, "boom")
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        echo_workflow("flow", SIMPLE)
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        result = pytester.runpytest("--promptab", "--promptab-mlflow-uri", uri)
+    finally:
+        server.shutdown()
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*MLflow logging failed*500*", "*promptab summary*"])
+    assert (pytester.path / ".promptab" / "results.json").is_file()
+
+
+def test_mlflow_killed_mid_session(pytester: pytest.Pytester, echo_workflow, mlflow_server: MlflowServer) -> None:
+    """The provider kills the tracking server while the runs are going."""
+    from tests.test_end_to_end import SIMPLE
+
+    assert mlflow_server.process is not None
+    pytester.makepyfile(
+        killer=f"""
+        import os, signal
+        def generate(request):
+            try:
+                os.killpg({mlflow_server.process.pid}, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            return "yes"
+        """
+    )
+    echo_workflow("flow", SIMPLE.replace("echo_provider.py:echo", "killer.py:generate"))
+    try:
+        result = pytester.runpytest("--promptab", "--promptab-mlflow-uri", mlflow_server.uri)
+        assert result.ret == 0
+        result.stdout.fnmatch_lines(["*MLflow logging failed*", "*promptab summary*"])
+        assert json.loads((pytester.path / ".promptab" / "results.json").read_text())["mlflow_error"]
+    finally:
+        mlflow_server.ensure_running()
+    assert os.path.exists(mlflow_server.log_path)
