@@ -72,6 +72,8 @@ class PromptabSession:
     load_errors: dict[str, PromptabError] = field(default_factory=dict)
     records: dict[str, list[RunRecord]] = field(default_factory=lambda: defaultdict(list))
     summary: SessionSummary | None = None
+    applied: dict[str, str] = field(default_factory=dict)
+    """A/B test node id -> the variant apply-best wrote into its file."""
     _engine: Engine | None = None
     _runner: Runner | None = None
 
@@ -183,23 +185,23 @@ class PromptabSession:
         return path
 
     def apply_best(self, interrupted: bool) -> None:
+        """Write each A/B test's winner into its file (when the rules allow)."""
         from .apply_best import apply_winner
 
         assert self.summary is not None
         for ab in self.summary.abtests:
             loaded = self.workflows[ab.file]
-            try:
-                decision = apply_winner(
-                    loaded.path, loaded.config, ab, collected_sha256=loaded.sha256, interrupted=interrupted
-                )
-            except PromptabError as exc:
-                ab.apply_decision = f"not applied: {exc}"
-                continue
+            decision = apply_winner(
+                loaded.path, loaded.config, ab, collected_sha256=loaded.sha256, interrupted=interrupted
+            )
             ab.apply_decision = decision.message
+            if decision.applied and decision.variant:
+                self.applied[ab.nodeid] = decision.variant
 
     def log_mlflow(self) -> str | None:
-        """Log the summary; returns a warning text when MLflow failed."""
-        from .mlflow_log import log_session, resolve_tracking_uri
+        """Log the summary, then register applied prompts; returns a warning
+        text when MLflow failed (the results file already has everything)."""
+        from .mlflow_log import MlflowLogError, log_session, register_prompts, resolve_tracking_uri
 
         assert self.summary is not None
         uri = resolve_tracking_uri(self.options.mlflow_uri, self.options.mlflow_ini, os.environ, self.options.rootdir)
@@ -209,10 +211,27 @@ class PromptabSession:
         )
         for ab in self.summary.abtests:
             ab.mlflow_run_id = outcome.run_ids.get(ab.nodeid)
-        if outcome.ok:
-            return None
-        self.summary.mlflow_error = outcome.message
-        return outcome.message
-
-    def abtests(self) -> list[ABTestSummary]:
-        return self.summary.abtests if self.summary else []
+        if not outcome.ok:
+            self.summary.mlflow_error = outcome.message
+            return outcome.message
+        problems = []
+        for ab in self.summary.abtests:
+            variant = self.applied.get(ab.nodeid)
+            if variant is None:
+                continue
+            try:
+                uris = register_prompts(
+                    uri,
+                    ab.variant(variant).prompts,
+                    name_prefix=f"{ab.workflow}.{ab.name}",
+                    run_id=outcome.variant_run_ids.get(ab.nodeid, {}).get(variant),
+                    tags={"promptab.file": ab.file, "promptab.variant": variant, "promptab.ab_test": ab.name},
+                )
+            except MlflowLogError as exc:
+                problems.append(exc.message)
+                continue
+            ab.apply_decision = f"{ab.apply_decision}; registered in MLflow as {', '.join(uris)}"
+        if problems:
+            self.summary.mlflow_error = "; ".join(problems)
+            return self.summary.mlflow_error
+        return None

@@ -47,3 +47,20 @@ def echo_workflow(pytester: pytest.Pytester):
 
     return write
 
+
+@pytest.fixture(scope="session", autouse=True)
+def _heavy_modules_imported_once() -> None:
+    """Import numpy, scipy and mlflow in the test process up front. pytester's
+    in-process runs snapshot sys.modules and drop what they imported; a module
+    with C extensions (numpy) cannot be imported a second time, so it must be
+    in the snapshot already."""
+    import warnings
+
+    import numpy  # noqa: F401
+    import scipy.stats  # noqa: F401
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        import mlflow.tracking  # noqa: F401
+

@@ -16,20 +16,6 @@ from tests.conftest import ROOT
 from tests.mlflow_server import MlflowServer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _mlflow_imported_outside() -> None:
-    """Import mlflow in this process before pytester's in-process runs: they
-    snapshot sys.modules and drop what they imported, which would leave the
-    outer process with half an mlflow."""
-    import warnings
-
-    import mlflow.tracking  # noqa: F401
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-
-
 def _client(uri: str):  # type: ignore[no-untyped-def]
     from mlflow.tracking import MlflowClient
 
@@ -51,7 +37,10 @@ def test_examples_land_in_mlflow_server(pytester: pytest.Pytester, examples_dir:
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines([f"MLflow: {mlflow_server.uri} (experiment support-reply)*"])
     parents, children = _runs(mlflow_server.uri, "support-reply")
-    (parent,) = [p for p in parents if p.data.tags.get("promptab.file") == "examples/support.yaml"][-1:]
+    # the results file names the parent run of this session
+    data = json.loads((pytester.path / ".promptab" / "results.json").read_text())
+    (parent,) = [p for p in parents if p.info.run_id == data["abtests"][0]["mlflow_run_id"]]
+    assert parent.data.tags["promptab.file"] == "examples/support.yaml"
     mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
     by_role = {c.data.tags["role"]: c for c in mine}
     assert sorted(c.data.tags["mlflow.runName"] for c in mine) == ["baseline", "empathetic", "terse"]
@@ -64,9 +53,6 @@ def test_examples_land_in_mlflow_server(pytester: pytest.Pytester, examples_dir:
     client = _client(mlflow_server.uri)
     prompt = Path(client.download_artifacts(empathetic.info.run_id, "prompts/reply.txt", str(pytester.path)))
     assert prompt.read_text().startswith("Acknowledge the customer's frustration first")
-    # the results file was written too, and names the parent run
-    data = json.loads((pytester.path / ".promptab" / "results.json").read_text())
-    assert data["abtests"][0]["mlflow_run_id"] == parent.info.run_id
 
 
 def test_default_store_is_sqlite_at_rootdir(pytester: pytest.Pytester, echo_workflow, monkeypatch: pytest.MonkeyPatch) -> None:

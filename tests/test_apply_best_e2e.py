@@ -1,0 +1,93 @@
+"""--promptab-apply-best through pytest: the winner's prompts written into the
+file (only those lines change), the backup, the decision line, refusals, and
+the prompts registered in MLflow."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import pytest
+
+from tests.mlflow_server import MlflowServer
+
+EXPECTED_DIFF = """\
+--- before
++++ after
+@@ -23,5 +23,5 @@
+     prompt: |
+-      Write a reply to this {{ category }} email:
+-      {{ email }}
+-    settings: {temperature: 0.7}
++      Acknowledge the customer's frustration first, then answer this
++      {{ category }} email briefly: {{ email }}
++    settings: {temperature: 0.3}
+ 
+"""
+
+
+def _diff(before: str, after: str) -> str:
+    return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True), "before", "after", n=1))
+
+
+def test_apply_best_rewrites_only_the_prompt_lines(pytester: pytest.Pytester, examples_dir: Path) -> None:
+    path = examples_dir / "support.yaml"
+    before = path.read_bytes()
+    result = pytester.runpytest("--promptab", "--promptab-no-mlflow", "--promptab-apply-best", "examples/")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["apply-best: examples/support.yaml: applied 'empathetic' (pass_rate +0.23, p=0.016)"])
+    assert _diff(before.decode(), path.read_text()) == EXPECTED_DIFF
+    assert (examples_dir / "support.yaml.bak").read_bytes() == before
+    # the deploy candidate is now the winner: its gates are the ones that count
+    result.stdout.fnmatch_lines(["*promptab summary*"])
+    after = path.read_bytes()
+    again = pytester.runpytest("--promptab", "--promptab-no-mlflow", "--promptab-apply-best", "examples/")
+    assert again.ret == 0
+    again.stdout.fnmatch_lines(["apply-best: examples/support.yaml: not applied: no significant winner*"])
+    assert path.read_bytes() == after
+
+
+def test_apply_best_refuses_after_failed_runs(pytester: pytest.Pytester, echo_workflow) -> None:
+    path = echo_workflow(
+        "flow",
+        """
+        name: failing
+        provider: {type: python, callable: "echo_provider.py:echo"}
+        nodes: [{id: a, prompt: "{{ line }}"}]
+        cases:
+          - {id: ok, inputs: {line: "yes"}}
+          - {id: broken, inputs: {line: "FAIL"}}
+        checks: [{type: equals, value: "yes"}]
+        ab_test:
+          name: ab
+          runs: 3
+          variants: [{name: better, prompts: {a: "yes"}}]
+        """,
+    )
+    before = path.read_bytes()
+    result = pytester.runpytest("--promptab", "--promptab-no-mlflow", "--promptab-apply-best")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["apply-best: flow.yaml: not applied: 3 failed runs"])
+    assert path.read_bytes() == before and not (pytester.path / "flow.yaml.bak").exists()
+
+
+def test_applied_prompts_are_registered_in_mlflow(
+    pytester: pytest.Pytester, examples_dir: Path, mlflow_server: MlflowServer
+) -> None:
+    import mlflow.tracking
+
+    result = pytester.runpytest(
+        "--promptab", "--promptab-apply-best", "examples/", "--promptab-mlflow-uri", mlflow_server.uri
+    )
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*applied 'empathetic'*registered in MLflow as prompts:/*"])
+    line = next(l for l in result.stdout.lines if "registered in MLflow as" in l)
+    uris = line.split("registered in MLflow as ", 1)[1].split(", ")
+    client = mlflow.tracking.MlflowClient(mlflow_server.uri)
+    reply_uri = next(u for u in uris if u.split("/")[1].endswith(".reply"))
+    name, version = reply_uri.removeprefix("prompts:/").split("/")
+    prompt = client.get_prompt_version(name, version)
+    assert prompt.template.startswith("Acknowledge the customer's frustration first")
+    experiment = client.get_experiment_by_name("support-reply")
+    runs = client.search_runs([experiment.experiment_id], "tags.`promptab.applied` = 'true'")
+    assert [r.data.tags["mlflow.runName"] for r in runs][:1] == ["empathetic"]
