@@ -57,13 +57,28 @@ def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> 
     tr.write_line(f"results: {_shown(psession.options.results_path)}")
     if summary.mlflow_uri and not summary.mlflow_error:
         experiments = ", ".join(sorted({ab.experiment for ab in summary.abtests}))
-        tr.write_line(f"MLflow: {summary.mlflow_uri} (experiment {experiments}); open it with: mlflow ui --backend-store-uri {summary.mlflow_uri}")
+        tr.write_line(f"MLflow: {_safe_uri(summary.mlflow_uri)} (experiment {experiments}); {_how_to_open(summary.mlflow_uri, psession)}")
     elif summary.mlflow_error:
         tr.write_line(f"MLflow: not logged ({summary.mlflow_error}); the results file has everything")
     if any(blocks_deploy(ab.gates) for ab in summary.abtests) and not summary.interrupted:
         tr.write_line(
             f"DEPLOY BLOCKED: a BLOCK_DEPLOY gate failed (exit code {psession.options.block_exit_code})", red=True, bold=True
         )
+
+
+def _safe_uri(uri: str) -> str:
+    from .mlflow_log import redact_uri
+
+    return redact_uri(uri)
+
+
+def _how_to_open(uri: str, psession: PromptabSession) -> str:
+    rootdir = psession.options.rootdir
+    if uri == f"sqlite:///{rootdir / 'mlflow.db'}":
+        return f"see it with: mlflow ui (started in {_shown(rootdir) if _shown(rootdir) != '.' else 'this folder'})"
+    if uri.startswith(("http://", "https://")):
+        return f"see it at {_safe_uri(uri)}"
+    return f"see it with: mlflow ui --backend-store-uri {_safe_uri(uri)}"
 
 
 def record_warning(config: pytest.Config, text: str, nodeid: str = "") -> None:
