@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import analysis
 from .errors import PromptabError
 from .loader import LoadedWorkflow, load_workflow
 from .records import RunRecord
@@ -156,6 +155,8 @@ class PromptabSession:
         self.records[record.file].append(record)
 
     def summarize(self, *, judge_gates: bool, interrupted: bool) -> SessionSummary:
+        from . import analysis  # numpy and scipy: only when there is something to summarize
+
         summary = SessionSummary(interrupted=interrupted, results_path=str(self.options.results_path))
         for display in sorted(self.records):
             try:

@@ -18,6 +18,7 @@ from .session import PromptabSession
 def finish_session(config: pytest.Config, session: pytest.Session, psession: PromptabSession, exitstatus: int) -> None:
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     stopped = bool(session.shouldfail or session.shouldstop) or interrupted
+    unwritten = psession.summary is None
     if psession.summary is None:
         # the test loop did not finish (Ctrl-C, -x, internal error): keep what ran
         if not psession.records:
@@ -25,10 +26,12 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
         psession.summarize(judge_gates=False, interrupted=True)
     summary = psession.summary
     assert summary is not None
-    summary.interrupted = summary.interrupted or stopped
+    if stopped and not summary.interrupted:
+        summary.interrupted = unwritten = True
     if not summary.abtests:
         return
-    psession.write_results()
+    if unwritten:  # the test loop writes the results file when it ends normally
+        psession.write_results()
     if psession.options.apply_best:
         psession.apply_best(interrupted=summary.interrupted)
     if not psession.options.no_mlflow:
@@ -38,7 +41,8 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
                 config,
                 f"MLflow logging failed: {problem}. Nothing is lost: every result is in {_shown(psession.options.results_path)}",
             )
-    psession.write_results()
+    if psession.options.apply_best or not psession.options.no_mlflow:
+        psession.write_results()  # now with the apply decisions and MLflow run ids
     if not summary.interrupted and session.exitstatus in (0, 1):
         if any(blocks_deploy(ab.gates) for ab in summary.abtests):
             session.exitstatus = psession.options.block_exit_code
