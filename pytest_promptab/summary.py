@@ -7,7 +7,7 @@ Plain dataclasses built by :mod:`pytest_promptab.aggregate` at session end;
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from typing import Any, Literal
 
 from .records import RunRecord
@@ -111,7 +111,7 @@ class ABTestSummary:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return plain(self)
 
 
 @dataclass
@@ -123,4 +123,16 @@ class SessionSummary:
     mlflow_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return plain(self)
+
+
+def plain(value: Any) -> Any:
+    """Dataclasses as dicts, tuples as lists: JSON-ready data. Unlike
+    ``dataclasses.asdict`` it copies nothing it need not (thousands of runs)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {key: plain(item) for key, item in vars(value).items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value
