@@ -73,12 +73,24 @@ def _row(summary: ABTestSummary, v: VariantSummary) -> list[str]:
 
 
 def _check_table(summary: ABTestSummary) -> list[str]:
-    names = sorted({m for v in summary.variants for m in v.aggregates if m.startswith("check.")})
+    """Per variant, the share of completed runs in which each check passed."""
+    names: list[str] = []
+    passed: dict[tuple[str, str], list[bool]] = {}
+    for run in summary.runs:
+        for check in run.checks:
+            if check.name not in names:
+                names.append(check.name)
+            passed.setdefault((run.variant, check.name), []).append(check.passed)
     if not names:
         return []
-    rows = [[v.name, *(_stat(v.aggregates, m, "mean", "{:.0%}") for m in names)] for v in summary.variants]
-    table = tabulate(rows, headers=["check pass rate", *(m.removeprefix("check.") for m in names)],
-                     tablefmt="simple", disable_numparse=True)
+    rows = []
+    for v in summary.variants:
+        cells = []
+        for name in names:
+            results = passed.get((v.name, name), [])
+            cells.append(f"{sum(results) / len(results):.0%}" if results else "-")
+        rows.append([v.name, *cells])
+    table = tabulate(rows, headers=["check pass rate", *names], tablefmt="simple", disable_numparse=True)
     return table.splitlines()
 
 

@@ -200,3 +200,11 @@ def test_runs_override_and_results_file_option(pytester: pytest.Pytester, echo_w
     assert result.parseoutcomes()["xfailed"] == 9
     data = json.loads((pytester.path / "r" / "out.json").read_text())
     assert len(data["abtests"][0]["runs"]) == 12
+
+
+def test_verbose_adds_per_check_pass_rates(pytester: pytest.Pytester, echo_workflow) -> None:
+    echo_workflow("flow", SIMPLE)
+    quiet = pytester.runpytest("--promptab", NO_MLFLOW)
+    assert "check pass rate" not in quiet.stdout.str()
+    result = pytester.runpytest("--promptab", NO_MLFLOW, "-v")
+    result.stdout.fnmatch_lines(["check pass rate*is-yes", "-*", "baseline*50%", "loud*0%"])
