@@ -14,15 +14,14 @@ terminal shows.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import hashlib
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ApplyError
+from .fileio import atomic_write_bytes
 from .schema import WorkflowConfig
 from .summary import ABTestSummary
 from .yaml_rewrite import NodeChange, WorkflowChange, rewrite
@@ -160,26 +159,5 @@ def _replace_file(path: Path, old: bytes, new: bytes) -> None:
     """Back up ``old`` to ``<file>.bak``, then put ``new`` in place atomically."""
     target = Path(os.path.realpath(path))  # a symlink stays a symlink
     mode = stat.S_IMODE(target.stat().st_mode)
-    _atomic_write(path.with_name(path.name + ".bak"), old, mode)
-    _atomic_write(target, new, mode)
-
-
-def _atomic_write(dest: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError, AttributeError):  # make the rename durable (POSIX)
-        dir_fd = os.open(dest.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    atomic_write_bytes(path.with_name(path.name + ".bak"), old, mode)
+    atomic_write_bytes(target, new, mode)

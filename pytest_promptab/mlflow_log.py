@@ -4,9 +4,10 @@ Called once, by the pytest controller, at session end, after the results file
 is written. Layout: an experiment per workflow (or ``mlflow.experiment``), a
 parent run per A/B test, a nested child run per variant with params, every
 aggregate as a metric, tags, and artifacts (the full prompts, and a
-``runs.json`` table the MLflow UI renders). Only ``MlflowClient`` with explicit
-run ids is used (no fluent API), and mlflow is imported inside the functions,
-so importing this module is cheap.
+``runs.json`` table the MLflow UI renders); what goes into each run is built
+by :mod:`pytest_promptab.mlflow_layout`. This module makes the client calls:
+only ``MlflowClient`` with explicit run ids is used (no fluent API), and
+mlflow is imported inside the functions, so importing this module is cheap.
 
 :func:`log_session` never raises: every failure (server down or slow, HTTP
 500, a deleted experiment, ...) becomes a :class:`LogOutcome` with a one-line
@@ -17,11 +18,7 @@ are dropped, and URIs are shown without their user info.
 from __future__ import annotations
 
 import contextlib
-import getpass
-import hashlib
-import json
 import logging
-import math
 import os
 import re
 import tempfile
@@ -34,14 +31,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import __version__
+from . import mlflow_layout as layout
 from .errors import PromptabError
-from .gitinfo import git_info
+from .mlflow_layout import MAX_TAG_VALUE, prompt_name
 from .summary import ABTestSummary, SessionSummary, VariantSummary
 
-MAX_PARAM_VALUE, MAX_TAG_VALUE, MAX_KEY = 6000, 8000, 250
-MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_ENTITIES = 1000, 100, 100, 1000  # per log_batch call
-MAX_BATCH_BYTES = 800_000  # MLflow refuses log_batch requests over 1 MB
+__all__ = [
+    "HTTP_LIMITS",
+    "LogOutcome",
+    "MlflowLogError",
+    "describe_error",
+    "log_session",
+    "prompt_name",
+    "redact_uri",
+    "register_prompts",
+    "resolve_tracking_uri",
+]
 
 HTTP_LIMITS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
@@ -52,15 +57,7 @@ HTTP_LIMITS = {
 """Set while talking to MLflow, unless the user set them: a dead server fails
 in seconds (MLflow's defaults, 7 retries with backoff and 120 s, take minutes)."""
 
-TABLE_TAG = json.dumps([{"path": "runs.json", "type": "table"}])
-"""``mlflow.loggedArtifacts``: what ``log_table`` sets so the UI shows a table."""
-
 _QUIET_LOGGERS = ("mlflow", "alembic", "urllib3", "sqlalchemy")
-_SECRET_NAME = re.compile(
-    r"(?i)(api[_-]?key|secret|passw(or)?d|authori[sz]ation|credential|cookie|bearer|private"
-    r"|(^|[_\-.])(key|token|auth)$|^headers?$|_headers$)"
-)
-_SECRET_VALUE = re.compile(r"(?i)^(sk-\w|bearer\s|ghp_|github_pat_|xox[abp]-|AKIA[0-9A-Z]{12})")
 _USERINFO = re.compile(r"(//)[^/@\s]+@")
 
 
@@ -109,7 +106,7 @@ def log_session(summary: SessionSummary, *, tracking_uri: str, rootdir: Path, re
     with _quiet(), _env(_http_defaults()):
         try:
             client = client_class(tracking_uri)
-            common = _common_tags(Path(rootdir))
+            common = layout.session_tags(Path(rootdir))
             common["promptab.session"] = uuid.uuid4().hex[:12]
             for ab in summary.abtests:
                 name = ab.experiment or ab.workflow or "promptab"
@@ -153,7 +150,7 @@ def register_prompts(
             # which it finds through MLflow's global state: point that at ours.
             scope = {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_EXPERIMENT_NAME": None}
             scope["MLFLOW_EXPERIMENT_ID"] = run.info.experiment_id if run else None
-            version_tags = {_key(k): _cap(str(v), MAX_TAG_VALUE) for k, v in tags.items()}
+            version_tags = {layout.key(k): layout.cap(str(v), MAX_TAG_VALUE) for k, v in tags.items()}
             with _env(scope):
                 versions = [
                     client.register_prompt(
@@ -175,11 +172,6 @@ def register_prompts(
                 f"could not register the applied prompts in MLflow's prompt registry: "
                 f"{describe_error(exc, tracking_uri)}"
             ) from exc
-
-
-def prompt_name(name: str) -> str:
-    """A valid MLflow prompt name: letters, digits, ``_ - .`` only."""
-    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name).strip(".") or "prompt"
 
 
 def describe_error(exc: BaseException, tracking_uri: str) -> str:
@@ -314,23 +306,6 @@ def _experiment_id(client: Any, uri: str, name: str, rootdir: Path) -> str:
         raise
 
 
-def _common_tags(rootdir: Path) -> dict[str, str]:
-    ci = os.environ.get("CI", "").strip().lower()
-    tags = {
-        "promptab.version": __version__,
-        "promptab.ci": "true" if ci and ci not in ("0", "false", "no") else "false",
-        "mlflow.source.type": "LOCAL",
-    }
-    git = git_info(rootdir)
-    for key, tag in (("commit", "mlflow.source.git.commit"), ("branch", "mlflow.source.git.branch"),
-                     ("dirty", "promptab.git_dirty")):  # fmt: skip
-        if key in git:
-            tags[tag] = git[key]
-    with contextlib.suppress(Exception):
-        tags["mlflow.user"] = getpass.getuser()
-    return tags
-
-
 def _log_abtest(
     client: Any, exp_id: str, ab: ABTestSummary, common: dict[str, str], results_path: Path, created: list[str]
 ) -> tuple[str, dict[str, str]]:
@@ -338,25 +313,9 @@ def _log_abtest(
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now / 1000))
     parent = client.create_run(exp_id, start_time=now, run_name=f"{ab.name} {stamp}").info.run_id
     created.append(parent)
-    common = {**common, "mlflow.source.name": ab.file, "promptab.ab_test": ab.name, "promptab.file": ab.file}
-    tags = {
-        **common,
-        "promptab.nodeid": ab.nodeid,
-        "promptab.file_sha256": ab.file_sha256,
-        "promptab.winner": ab.winner or "",
-        "promptab.winner_reason": ab.winner_reason,
-        "promptab.complete": _bool(ab.complete),
-        "mlflow.note.content": _note(ab),
-        "mlflow.loggedArtifacts": TABLE_TAG,
-    }
-    params = {
-        "workflow": ab.workflow, "ab_test": ab.name, "file": ab.file, "baseline": ab.baseline,
-        "objective": ab.objective, "goal": ab.goal, "alpha": ab.alpha,
-        "variants": ",".join(v.name for v in ab.variants),
-    }  # fmt: skip
-    metrics = {"runs": len(ab.runs), "failed_runs": ab.failed_runs, "variants": len(ab.variants)}
-    _log_batch(client, parent, now, params, metrics, tags)
-    files = {"runs.json": _runs_table(ab, None)}
+    common = layout.abtest_common_tags(ab, common)
+    _log_batch(client, parent, now, layout.parent_params(ab), layout.parent_metrics(ab), layout.parent_tags(ab, common))
+    files = {"runs.json": layout.runs_table(ab, None)}
     if results_path.is_file():
         files["results.json"] = results_path.read_text(encoding="utf-8")
     _log_files(client, parent, files)
@@ -375,34 +334,9 @@ def _log_abtest(
 def _log_variant(
     client: Any, run_id: str, now: int, ab: ABTestSummary, v: VariantSummary, common: dict[str, str]
 ) -> None:
-    params: dict[str, Any] = {"variant": v.name, "role": v.role, "ab_test": ab.name, "workflow": ab.workflow}
-    params.update({"model": v.model, "provider.type": v.provider.get("type")})
-    for node, settings in v.settings.items():
-        _flatten(f"settings.{node}", settings, params)
-    params.update({f"prompt_hash.{node}": _short_hash(text) for node, text in v.prompts.items()})
-    params.update({f"system_hash.{node}": _short_hash(text) for node, text in v.system.items()})
-
-    metrics: dict[str, Any] = {
-        f"{metric}.{stat}": value for metric, stats in v.aggregates.items() for stat, value in stats.items()
-    }
-    metrics.update(pass_rate=v.pass_rate, runs=v.runs, failed_runs=v.failed_runs)
-    if v.pass_rate_ci:
-        metrics["pass_rate_ci_low"], metrics["pass_rate_ci_high"] = v.pass_rate_ci
-    tags = {**common, "role": v.role, "variant": v.name, "winner": _bool(v.winner), "mlflow.loggedArtifacts": TABLE_TAG}
-    if v.comparison is not None:
-        c = v.comparison
-        metrics.update(diff=c.diff, diff_ci_low=c.ci_low, diff_ci_high=c.ci_high, p_value=c.p_value)
-        metrics.update(p_adjusted=c.p_adjusted)
-        tags.update({"comparison.metric": c.metric, "comparison.test": c.test})
-        tags.update(significant=_bool(c.significant), better=_bool(c.better))
-    tags.update({"gate." + _gate_key(g.gate): g.outcome for g in ab.gates if g.variant == v.name})
-    if v.violated:
-        tags["violated"] = ", ".join(v.violated)
-    _log_batch(client, run_id, now, params, metrics, tags)
-    files = {f"prompts/{_file_name(node)}.txt": text for node, text in v.prompts.items()}
-    files.update({f"prompts/{_file_name(node)}.system.txt": text for node, text in v.system.items()})
-    files["runs.json"] = _runs_table(ab, v.name)
-    _log_files(client, run_id, files)
+    params, metrics = layout.variant_params(ab, v), layout.variant_metrics(v)
+    _log_batch(client, run_id, now, params, metrics, layout.variant_tags(ab, v, common))
+    _log_files(client, run_id, layout.variant_files(ab, v))
 
 
 def _log_batch(
@@ -411,18 +345,14 @@ def _log_batch(
     """``log_batch`` in as few calls as MLflow's per-call limits allow."""
     from mlflow.entities import Metric, Param, RunTag
 
-    m = [Metric(k, float(v), now, 0) for k, v in _keyed(metrics).items() if _finite(v)]
-    p = [Param(k, _cap(str(v), MAX_PARAM_VALUE)) for k, v in _keyed(params).items() if v is not None]
-    t = [RunTag(k, _cap(str(v), MAX_TAG_VALUE)) for k, v in _keyed(tags).items() if v is not None]
-    while m or p or t:
-        size, params_now, tags_now = 0, [], []
-        for source, batch, limit in ((p, params_now, MAX_PARAMS), (t, tags_now, MAX_TAGS)):
-            while source and len(batch) < limit and size + len(source[0].value) + MAX_KEY < MAX_BATCH_BYTES:
-                size += len(source[0].value) + MAX_KEY
-                batch.append(source.pop(0))
-        room = min(MAX_METRICS, MAX_ENTITIES - len(params_now) - len(tags_now))
-        metrics_now, m = m[:room], m[room:]
-        client.log_batch(run_id, metrics=metrics_now, params=params_now, tags=tags_now, synchronous=True)
+    for metrics_now, params_now, tags_now in layout.batches(params, metrics, tags):
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in metrics_now],
+            params=[Param(k, v) for k, v in params_now],
+            tags=[RunTag(k, v) for k, v in tags_now],
+            synchronous=True,
+        )
 
 
 def _log_files(client: Any, run_id: str, files: dict[str, str]) -> None:
@@ -440,129 +370,6 @@ def _tag_applied(client: Any, run: Any, versions: list[Any], uris: list[str]) ->
     tracking URI instead of the client's)."""
     from mlflow.entities import RunTag
 
-    try:
-        linked = json.loads(run.data.tags.get("mlflow.linkedPrompts") or "[]")
-    except ValueError:
-        linked = []
-    linked = linked if isinstance(linked, list) else []
-    for version in versions:
-        entry = {"name": version.name, "version": str(version.version)}
-        if entry not in linked:
-            linked.append(entry)
-    tags = {
-        "mlflow.linkedPrompts": json.dumps(linked),
-        "promptab.applied": "true",
-        "promptab.applied_prompts": _cap(" ".join(uris), MAX_TAG_VALUE),
-    }
+    registered = [(v.name, str(v.version)) for v in versions]
+    tags = layout.applied_tags(run.data.tags.get("mlflow.linkedPrompts"), registered, uris)
     client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()], synchronous=True)
-
-
-def _runs_table(ab: ABTestSummary, variant: str | None) -> str:
-    """The runs as pandas' ``orient="split"`` JSON: what ``log_table`` writes
-    and what the MLflow UI and ``MlflowClient.load_table`` read."""
-    runs = [r for r in ab.runs if variant is None or r.variant == variant]
-    metric_names = sorted({k for r in runs for k in r.metrics})
-    check_names = list(dict.fromkeys(c.name for r in runs for c in r.checks))
-    output_names = list(dict.fromkeys(k for r in runs for k in r.outputs))
-    columns = ["variant", "case", "run", "status", *metric_names, *(f"check.{n}.passed" for n in check_names)]
-    columns += [*(f"output.{n}" for n in output_names), "failed_checks", "error", "error_node"]
-    data = []
-    for r in runs:
-        checks = {c.name: c.passed for c in r.checks}
-        row: list[Any] = [r.variant, r.case, r.run, r.status]
-        row += [r.metrics[n] if _finite(r.metrics.get(n)) else None for n in metric_names]
-        row += [checks.get(n) for n in check_names]
-        row += [_text(r.outputs[n]) if n in r.outputs else None for n in output_names]
-        row += [", ".join(c.name for c in r.failed_checks()) or None, r.error, r.error_node]
-        data.append(row)
-    return json.dumps({"columns": columns, "data": data}, ensure_ascii=False, default=str)
-
-
-def _note(ab: ABTestSummary) -> str:
-    """The parent run's description (markdown) in the MLflow UI."""
-    lines = [
-        f"**{ab.name}** ({ab.file}): objective `{ab.objective}` ({ab.goal}), alpha {ab.alpha}",
-        "",
-        f"Winner: **{ab.winner or 'none'}**. {ab.winner_reason}".strip(),
-        "",
-        "| variant | role | runs | pass rate | diff | p (adj.) | gates violated |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for v in ab.variants:
-        c = v.comparison
-        lines.append(
-            f"| {v.name}{' (winner)' if v.winner else ''} | {v.role} | {v.runs} | {_fmt(v.pass_rate)} | "
-            f"{_fmt(c.diff if c else None)} | {_fmt(c.p_adjusted if c else None)} | {', '.join(v.violated) or '-'} |"
-        )
-    if not ab.complete:
-        lines += ["", "Incomplete: some runs are missing (deselected, -x, or interrupted)."]
-    return "\n".join(lines)
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    """Nested settings as ``prefix.key.subkey`` params, minus anything secret."""
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not _SECRET_NAME.search(str(key)):
-                _flatten(f"{prefix}.{key}", item, out)
-        return
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    if not _SECRET_VALUE.match(text):
-        out[prefix] = text
-
-
-def _key(name: str) -> str:
-    """A valid MLflow key: letters, digits, ``_ - . / space``, no empty or
-    relative path segments, at most 250 characters."""
-    cleaned = re.sub(r"[^A-Za-z0-9_.\- /]", "_", name)
-    parts = [p for p in cleaned.split("/") if p.strip() not in ("", ".", "..")]
-    return "/".join(parts)[:MAX_KEY] or "_"
-
-
-def _keyed(values: dict[str, Any]) -> dict[str, Any]:
-    """Sanitized keys; two names that sanitize alike get ``_2``, ``_3``..."""
-    out: dict[str, Any] = {}
-    for name, value in values.items():
-        key = base = _key(name)
-        n = 2
-        while key in out:
-            key, n = f"{base[: MAX_KEY - 6]}_{n}", n + 1
-        out[key] = value
-    return out
-
-
-def _gate_key(label: str) -> str:
-    """``pass_rate>=0.8`` -> ``pass_rate_ge_0.8`` (``<``, ``>``, ``=`` and ``,``
-    are not allowed in MLflow keys)."""
-    for op, word in ((">=", "_ge_"), ("<=", "_le_"), (">", "_gt_"), ("<", "_lt_"), (",", "_and_")):
-        label = label.replace(op, word)
-    return label
-
-
-def _file_name(node: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.\-]", "_", node).lstrip(".") or "node"
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-
-
-def _finite(value: Any) -> bool:
-    """A number MLflow stores and the UI plots (booleans count as 0/1)."""
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _cap(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)

@@ -5,8 +5,9 @@ PyYAML's composed node tree gives the span of every value in the original
 text. Each changed value's span is replaced by the new value written in the
 style of the old one (a ``|`` block stays a ``|`` block at the same
 indentation, a quoted scalar stays quoted, a plain one stays plain when that
-is safe); a missing key is inserted where a person would put it. Comments,
-key order, quoting, blank lines, line endings and every other byte stay.
+is safe: see :mod:`pytest_promptab.yaml_scalars`); a missing key is inserted
+where a person would put it. Comments, key order, quoting, blank lines, line
+endings and every other byte stay.
 Shared values (anchors, aliases, merge keys) and explicit tags are refused
 rather than guessed at, and the result is re-loaded and compared with the
 expected data before it is returned: this module never produces a wrong file,
@@ -24,22 +25,13 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import ApplyError
+from .variants import merge
+from .yaml_scalars import STEP, STR_TAG, key_text, loads, render
 
 __all__ = ["NodeChange", "WorkflowChange", "rewrite"]
 
-_STR = "tag:yaml.org,2002:str"
-_MAP = "tag:yaml.org,2002:map"
 _MERGE = "tag:yaml.org,2002:merge"
-_WIDE = 10**9
-_STEP = 2
-"""Indentation of new block scalars relative to their key."""
-_NONPRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_ODD_BREAKS = re.compile("[\r\x85\u2028\u2029\ufeff]")
-"""Characters PyYAML reads as line breaks (or a BOM): only double quotes keep them."""
 _INDICATORS = re.compile(r"[|>][0-9+-]*")
-_TEMPLATE_TAGS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
-_FOLD_MIN_WIDTH = 60
-"""A re-folded ``>`` block wraps at the old block's widest line, at least this."""
 _HINT = "write the value out in place, or copy the winner's prompts into the file by hand"
 
 
@@ -75,25 +67,11 @@ def rewrite(text: str, change: WorkflowChange, *, path: str = "<file>") -> str:
     rewriter = _Rewriter(text + eol if padded else text, eol, path)
     rewriter.apply(change)
     result = rewriter.result()
-    if padded and result.endswith(eol) and _same(_loads(result[: -len(eol)]), _loads(result)):
+    if padded and result.endswith(eol) and _same(loads(result[: -len(eol)]), loads(result)):
         result = result[: -len(eol)]
     if result != text:
         _verify(text, result, change, path)
     return result
-
-
-@dataclass
-class _Out:
-    """A value ready to write: ``inline`` text, or a block scalar's
-    indicators (``|-``) and content lines (indented, without line breaks)."""
-
-    inline: str | None = None
-    head: str = ""
-    lines: list[str] = field(default_factory=list)
-
-    @property
-    def keep(self) -> bool:
-        return self.head.endswith("+")
 
 
 class _Composer(yaml.SafeLoader):
@@ -200,7 +178,7 @@ class _Rewriter:
     def get(self, mapping: MappingNode, key: str) -> tuple[ScalarNode, Node] | None:
         found = None
         for k, v in mapping.value:
-            if isinstance(k, ScalarNode) and k.tag == _STR and k.value == key:
+            if isinstance(k, ScalarNode) and k.tag == STR_TAG and k.value == key:
                 found = (k, v)  # the last one wins, as when loading
         return found
 
@@ -230,7 +208,7 @@ class _Rewriter:
             return None
         text, col = self.text, key.start_mark.column
         start, end = old.start_mark.index, old.end_mark.index
-        chomp, ccol, width = None, col + _STEP, 80
+        chomp, ccol, width = None, col + STEP, 80
         if isinstance(old, ScalarNode) and old.style in ("|", ">"):
             indicators = _INDICATORS.match(text, start).group()  # type: ignore[union-attr]
             rest_from = start + len(indicators)
@@ -242,7 +220,7 @@ class _Rewriter:
         else:
             rest_from = end
             x = self.line_end(end)
-        out = _render(new, old, col, bool(flow), ccol, width, chomp)
+        out = render(new, old, col, bool(flow), ccol, width, chomp)
         lead = " " if start > 0 and text[start - 1] not in " \t\r\n" else ""
         rest = text[rest_from:self.line_end(rest_from)]
         if flow:
@@ -268,15 +246,15 @@ class _Rewriter:
                 pos, sep = self.text.index("{", mapping.start_mark.index) + 1, ""
             parts = []
             for key, value in entries:
-                parts.append(f"{sep}{_key(key)}: {_render(value, None, 0, True).inline}")
+                parts.append(f"{sep}{key_text(key)}: {render(value, None, 0, True).inline}")
                 sep = ", "
             self.edit(pos, pos, "".join(parts))
             return
         assert pos is not None
         col, eol, chunk = mapping.start_mark.column, self.eol, ""
         for key, value in entries:
-            out = _render(value, None, col, False, col + _STEP)
-            chunk += " " * col + f"{_key(key)}: " + (out.inline if out.inline is not None else out.head) + eol
+            out = render(value, None, col, False, col + STEP)
+            chunk += " " * col + f"{key_text(key)}: " + (out.inline if out.inline is not None else out.head) + eol
             chunk += "".join(s + eol for s in out.lines)
         self.edit(pos, pos, chunk)
 
@@ -339,7 +317,7 @@ class _Rewriter:
         digits = re.sub(r"\D", "", indicators)
         content = self.text[self.after_break(self.line_end(node.start_mark.index)):self.block_end(node)]
         lines = [s for s in content.replace("\r", "").split("\n") if s.strip(" \t")]
-        ccol = col + int(digits) if digits else (len(lines[0]) - len(lines[0].lstrip(" ")) if lines else col + _STEP)
+        ccol = col + int(digits) if digits else (len(lines[0]) - len(lines[0].lstrip(" ")) if lines else col + STEP)
         chomp = "+" if "+" in indicators else "-" if "-" in indicators else ""
         return chomp, ccol, max((len(s) for s in lines), default=80)
 
@@ -360,112 +338,9 @@ class _Rewriter:
         return self.blank_end(end) if keep else self.after_break(self.line_end(end))
 
 
-# -- writing values ---------------------------------------------------------
-def _render(value: Any, old: Node | None, col: int, flow: bool, ccol: int = 0, width: int = 80,
-            chomp: str | None = None) -> _Out:
-    """``value`` written in the style of ``old`` (a new key: plain when safe)."""
-    if not isinstance(value, str):
-        return _Out(_dump_inline(value))
-    style = old.style if isinstance(old, ScalarNode) else None
-    if not flow and (style in ("|", ">") or "\n" in value):
-        # A `>` block is re-folded by PyYAML's emitter; when that cannot be
-        # done safely it becomes a `|` block, and a value no block scalar can
-        # hold (control characters, odd line breaks) falls back to "...".
-        block = (_folded(value, col, ccol, width) if style == ">" else None) or _literal(value, col, ccol, chomp)
-        if block is not None:
-            return block
-    if style == "'":
-        quoted = _quoted(value, "'")
-        if quoted is not None:
-            return _Out(quoted)
-    if style is None and _plain_ok(value, flow):
-        return _Out(value)
-    return _Out(_quoted(value, '"'))
-
-
-def _literal(value: str, col: int, ccol: int, old_chomp: str | None) -> _Out | None:
-    if _NONPRINTABLE.search(value) or _ODD_BREAKS.search(value):
-        return None
-    if not 1 <= ccol - col <= 9:
-        ccol = col + _STEP
-    if not value.endswith("\n"):
-        chomp = "-"
-    elif value == "\n" or value.endswith("\n\n") or old_chomp == "+":
-        chomp = "+"
-    else:
-        chomp = ""
-    lines = value.split("\n") if value else []
-    if chomp != "-":
-        lines = lines[:-1]
-    digit = str(ccol - col) if value[:1] in (" ", "\n") else ""
-    out = _Out(head="|" + digit + chomp, lines=[" " * ccol + s if s else "" for s in lines])
-    return out if _block_loads(out, col, value) else None
-
-
-def _folded(value: str, col: int, ccol: int, width: int) -> _Out | None:
-    if _NONPRINTABLE.search(value) or _ODD_BREAKS.search(value):
-        return None
-    if not 1 <= ccol - col <= 9:
-        ccol = col + _STEP
-    # Never fold inside a template tag: its spaces are glued with a private-use
-    # character (printable, never a break point) while the emitter folds.
-    glue = next(chr(c) for c in range(0xE000, 0xF900) if chr(c) not in value)
-    protected = _TEMPLATE_TAGS.sub(lambda m: m.group().replace(" ", glue), value)
-    node = MappingNode(_MAP, [(ScalarNode(_STR, "k"), ScalarNode(_STR, protected, style=">"))])
-    width = max(width, _FOLD_MIN_WIDTH) - ccol + 2  # the emitter indents by 2 under a key in column 0
-    dumped = yaml.serialize(node, width=width, allow_unicode=True).replace(glue, " ")
-    dumped = dumped[:-4] if dumped.endswith("\n...\n") else dumped
-    if not dumped.startswith("k: >"):
-        return None
-    head, _, body = dumped[3:].partition("\n")
-    shift = " " * (ccol - 2)
-    lines = [shift + s if s else "" for s in body.split("\n")[:-1]]
-    out = _Out(head=re.sub(r"\d", str(ccol - col), head), lines=lines)
-    return out if _block_loads(out, col, value) else None
-
-
-def _block_loads(out: _Out, col: int, value: str) -> bool:
-    doc = " " * col + "k: " + out.head + "\n" + "".join(s + "\n" for s in out.lines)
-    return _loads(doc) == {"k": value}
-
-
-def _quoted(value: str, style: str) -> str | None:
-    dumped = yaml.serialize(ScalarNode(_STR, value, style=style), width=_WIDE, allow_unicode=True)
-    dumped = dumped[:-1] if dumped.endswith("\n") else dumped
-    if "\n" in dumped or not dumped.startswith(style):
-        return None
-    ok = _loads("k: " + dumped) == {"k": value} and _loads("{k: " + dumped + "}") == {"k": value}
-    return dumped if ok else None
-
-
-def _plain_ok(value: str, flow: bool) -> bool:
-    if not value or value != value.strip() or _NONPRINTABLE.search(value) or _ODD_BREAKS.search(value):
-        return False
-    if "\n" in value or "\t" in value:
-        return False
-    docs = ["k: " + value] + (["{k: " + value + "}"] if flow else [])
-    return all(_loads(doc) == {"k": value} for doc in docs)
-
-
-def _dump_inline(value: Any) -> str:
-    dumped: str = yaml.safe_dump(value, default_flow_style=True, width=_WIDE, allow_unicode=True, sort_keys=False)
-    return dumped[: -len("\n...\n")] if dumped.endswith("\n...\n") else dumped.rstrip("\n")
-
-
-def _key(key: str) -> str:
-    return key if _plain_ok(key, True) else _quoted(key, '"') or _dump_inline(key)
-
-
 def _eol(text: str) -> str:
     first = text.find("\n")
     return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
-
-
-def _loads(doc: str) -> Any:
-    try:
-        return yaml.safe_load(doc)
-    except yaml.YAMLError:
-        return None
 
 
 def _line(node: Node) -> int:
@@ -494,20 +369,10 @@ def _expected(data: Any, change: WorkflowChange) -> Any:
         if node_change.system is not None:
             node["system"] = node_change.system
         if node_change.settings:
-            node["settings"] = _merge(node.get("settings") or {}, node_change.settings)
+            node["settings"] = merge(node.get("settings") or {}, node_change.settings)
     if change.provider:
-        data["provider"] = _merge(data["provider"], change.provider)
+        data["provider"] = merge(data["provider"], change.provider)
     return data
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``override`` over ``base``, nested mappings merged key by key (as
-    :func:`pytest_promptab.variants.merge` applies a variant)."""
-    out = dict(base)
-    for key, value in override.items():
-        old = out.get(key)
-        out[key] = _merge(old, value) if isinstance(value, dict) and isinstance(old, dict) else value
-    return out
 
 
 def _verify(text: str, result: str, change: WorkflowChange, path: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_promptab import yaml_rewrite
+from pytest_promptab import yaml_scalars
 from pytest_promptab.apply_best import change_for_variant
 from pytest_promptab.errors import ApplyError
 from pytest_promptab.schema import WorkflowConfig
@@ -270,7 +270,7 @@ def test_refusals(text: str, change: WorkflowChange, message: str) -> None:
 
 def test_safety_net_refuses_a_wrong_result(monkeypatch: pytest.MonkeyPatch) -> None:
     # Simulate a bug in value rendering: the check after rewriting must catch it.
-    monkeypatch.setattr(yaml_rewrite, "_quoted", lambda value, style: '"not the value"')
+    monkeypatch.setattr(yaml_scalars, "_quoted", lambda value, style: '"not the value"')
     text = BASE.replace("{prompt}", '"old"')
     with pytest.raises(ApplyError, match="would not load as the winner's configuration"):
         rewrite(text, WorkflowChange(nodes={"n": NodeChange(prompt="new: value")}))
