@@ -17,6 +17,14 @@ _lock = threading.Lock()
 _cache: dict[tuple[str, str], Callable[..., Any]] = {}
 
 
+def clear_cache() -> None:
+    """Forget loaded callables: each pytest session loads the user's files
+    afresh (a long-lived process, or pytester's in-process runs, would
+    otherwise keep the previous session's functions)."""
+    with _lock:
+        _cache.clear()
+
+
 def load_callable(ref: str, base_dir: Path, *, what: str = "callable") -> Callable[..., Any]:
     """Return the function ``ref`` names; raise :class:`ConfigError` saying what
     is wrong (no colon, file missing, import failed, no such function)."""

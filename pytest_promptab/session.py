@@ -76,6 +76,11 @@ class PromptabSession:
     _engine: Engine | None = None
     _runner: Runner | None = None
 
+    def __post_init__(self) -> None:
+        from .callables import clear_cache
+
+        clear_cache()
+
     # -- worker side: loading and running ---------------------------------
     @property
     def engine(self) -> Engine:
