@@ -87,8 +87,11 @@ class Engine:
         current: str | None = None
         try:
             nodes = self.nodes(loaded, variant)
+            # built before the clock starts: the first run must not pay for imports and clients
+            providers = [self.provider(node.provider, loaded.base_dir) for node in nodes]
+            queued = 0.0  # time spent waiting for a max_concurrency slot is not latency
             started = time.perf_counter()
-            for node in nodes:
+            for node, provider in zip(nodes, providers):
                 current = node.id
                 messages = []
                 if node.system:
@@ -111,10 +114,10 @@ class Engine:
                     variant=variant,
                     workflow=loaded.config.name,
                 )
-                provider = self.provider(node.provider, loaded.base_dir)
                 t0 = time.perf_counter()
                 response = provider.complete(request)
-                metrics[f"node.{node.id}.latency_ms"] = (time.perf_counter() - t0) * 1000.0
+                queued += response.queued_s
+                metrics[f"node.{node.id}.latency_ms"] = (time.perf_counter() - t0 - response.queued_s) * 1000.0
                 if response.tokens_in is not None or response.tokens_out is not None:
                     have_tokens = True
                     tokens_in += response.tokens_in or 0
@@ -129,7 +132,7 @@ class Engine:
                     output = parse_json_output(response.text, node.id, display, node.prompt_line)
                 scope[node.output_key] = output
                 record.outputs[node.output_key] = output
-            metrics["latency_ms"] = (time.perf_counter() - started) * 1000.0
+            metrics["latency_ms"] = (time.perf_counter() - started - queued) * 1000.0
             current = None
             record.checks = self._run_checks(loaded, display, nodes, scope, case.id)
         except PromptabError as exc:

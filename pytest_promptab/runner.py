@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable, Generic, Hashable, TypeVar
+from typing import Callable, Generic, Hashable, Sequence, TypeVar
 
 from .records import RunRecord
 
@@ -97,7 +97,7 @@ class Runner:
         """Runs submitted and not yet taken by :meth:`result`."""
         return len(self._slots)
 
-    def submit_all(self, jobs: list[tuple[Hashable, Job]]) -> None:
+    def submit_all(self, jobs: Sequence[tuple[Hashable, Job]]) -> None:
         """Queue ``jobs`` (key, job) in order; with concurrency 1 or a single
         job nothing is queued and :meth:`result` runs each inline."""
         if self.concurrency <= 1 or len(jobs) <= 1:

@@ -54,10 +54,20 @@ def _heavy_modules_imported_once() -> None:
     in-process runs snapshot sys.modules and drop what they imported; a module
     with C extensions (numpy) cannot be imported a second time, so it must be
     in the snapshot already."""
+    import importlib
+    import pkgutil
     import warnings
 
     import numpy  # noqa: F401
     import scipy.stats  # noqa: F401
+
+    import pytest_promptab
+
+    # every promptab module, and httpcore: httpx maps the exceptions of the
+    # httpcore it saw first, so a second copy would break its retries
+    for module in pkgutil.walk_packages(pytest_promptab.__path__, "pytest_promptab."):
+        importlib.import_module(module.name)
+    importlib.import_module("httpcore")
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

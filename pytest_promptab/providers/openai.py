@@ -191,12 +191,14 @@ class OpenAIProvider:
                 raise TransientFailure(cause, status=status)
             raise TransientFailure("the server answered 200 without 'choices'", status=200)
         choice = choices[0]
-        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        raw_message = choice.get("message")
+        message: dict[str, Any] = raw_message if isinstance(raw_message, dict) else {}
         content = message.get("content")
         if isinstance(content, list):  # content parts
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         text = content if isinstance(content, str) else ""
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        raw_usage = data.get("usage")
+        usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
         extra: dict[str, Any] = {}
         if choice.get("finish_reason") is not None:
             extra["finish_reason"] = str(choice["finish_reason"])
