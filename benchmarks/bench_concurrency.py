@@ -35,9 +35,7 @@ import re
 import statistics
 import sys
 import tempfile
-import threading
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -45,7 +43,7 @@ sys.path.insert(0, str(HERE.parent))  # for tests.fake_openai
 
 from _util import clean_env, load_average, machine_info, print_machine, run, table  # noqa: E402
 
-from tests.fake_openai import FakeOpenAI, default_text  # noqa: E402
+from tests.fake_openai import FakeOpenAI, InFlight  # noqa: E402
 
 RUNS = 400
 VARIANTS, CASES = 2, 10
@@ -105,23 +103,6 @@ ab_test:
     - name: other
       prompts: {{answer: "Please write about {{{{ topic }}}}"}}
 """
-
-
-class InFlight:
-    """The server's most requests held at once (see tests/test_providers_e2e.py)."""
-
-    def __init__(self, fake: FakeOpenAI) -> None:
-        self.fake = fake
-        self.answered = 0
-        self.max = 0
-        self._lock = threading.Lock()
-        fake.responder = self
-
-    def __call__(self, body: Any) -> str:
-        with self._lock:
-            self.max = max(self.max, len(self.fake.requests) - self.answered)
-            self.answered += 1
-        return default_text(body)
 
 
 def measure(root: Path, fake: FakeOpenAI, concurrency: int, delay: float) -> dict[str, float]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .errors import PromptabError
 from .loader import LoadedWorkflow, load_workflow
 from .records import RunRecord
-from .summary import ABTestSummary, SessionSummary
+from .summary import SessionSummary
 
 if TYPE_CHECKING:
     from .checks import CheckRegistry

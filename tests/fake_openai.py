@@ -10,10 +10,8 @@ answer slower than the client's timeout, a dropped connection, malformed
 JSON, a missing ``usage``), and read what the server received in
 ``.requests``.
 
-Use it as a pytest plugin (``pytest_plugins = ["tests.fake_openai"]``) or
-import the fixtures into a test module::
-
-    from tests.fake_openai import fake_openai, fake_openai_server  # noqa: F401
+It is loaded for the whole suite as a pytest plugin (``pytest_plugins`` in
+``tests/conftest.py``), so tests just ask for the fixture::
 
     def test_x(fake_openai):
         fake_openai.queue(error(503), ok("hi"))
@@ -22,6 +20,7 @@ import the fixtures into a test module::
 ``fake_openai_server`` is one server per session; ``fake_openai`` is the same
 server, reset before and after each test. :class:`FakeOpenAI` is also a
 context manager, for a test that needs a server of its own (e.g. to stop it).
+:class:`InFlight` measures how many requests the server holds at once.
 """
 
 from __future__ import annotations
@@ -316,3 +315,22 @@ def fake_openai(fake_openai_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
     fake_openai_server.reset()
     yield fake_openai_server
     fake_openai_server.reset()
+
+
+class InFlight:
+    """Measures how many requests the server holds at once, from its public
+    hooks: a request is counted when it arrives (``requests``) and released
+    when its answer is computed (``responder``, after the server's delay)."""
+
+    def __init__(self, fake: FakeOpenAI) -> None:
+        self.fake = fake
+        self.answered = 0
+        self.max = 0
+        self._lock = threading.Lock()
+        fake.responder = self
+
+    def __call__(self, body: Any) -> str:
+        with self._lock:
+            self.max = max(self.max, len(self.fake.requests) - self.answered)
+            self.answered += 1
+        return default_text(body)

@@ -15,7 +15,7 @@ from pytest_promptab.providers.base import Provider, ProviderRequest, ProviderRe
 from pytest_promptab.providers.cache import CachingProvider, ResponseCache, cache_key, provider_identity
 from pytest_promptab.providers.openai import OpenAIProvider
 from pytest_promptab.schema import Pricing, ProviderConfig, RetryConfig
-from tests.fake_openai import FakeOpenAI, fake_openai, fake_openai_server  # noqa: F401  (fixtures)
+from tests.fake_openai import FakeOpenAI
 
 KEY = "sk-cache-test-Hq4Wm7Zx2Kp9Lr5T"
 

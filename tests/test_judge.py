@@ -13,7 +13,7 @@ from pytest_promptab.judge import grade, parse_judgement
 from pytest_promptab.providers.base import ProviderRequest, ProviderResponse
 from pytest_promptab.providers.openai import OpenAIProvider
 from pytest_promptab.schema import ProviderConfig, RetryConfig
-from tests.fake_openai import FakeOpenAI, error, fake_openai, fake_openai_server  # noqa: F401  (fixtures)
+from tests.fake_openai import FakeOpenAI, error
 
 
 class ScriptedJudge:

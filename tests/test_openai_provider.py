@@ -22,13 +22,11 @@ from pytest_promptab.providers.retry import (
     run_with_retries,
 )
 from pytest_promptab.schema import Pricing, ProviderConfig, RetryConfig
-from tests.fake_openai import (  # noqa: F401  (fixtures)
+from tests.fake_openai import (
     FakeOpenAI,
     Reply,
     drop,
     error,
-    fake_openai,
-    fake_openai_server,
     malformed,
     no_usage,
     ok,

@@ -9,13 +9,11 @@ the results file and the cache hold, and that no API key shows anywhere.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,6 +22,7 @@ import pytest
 
 from tests.fake_openai import (
     FakeOpenAI,
+    InFlight,
     Reply,
     default_text,
     drop,
@@ -122,25 +121,6 @@ def prompts(fake: FakeOpenAI) -> list[str]:
 
 def results(pytester: pytest.Pytester, name: str = ".promptab/results.json") -> dict[str, Any]:
     return json.loads((pytester.path / name).read_text(encoding="utf-8"))
-
-
-class InFlight:
-    """Measures how many requests the server holds at once, from its public
-    hooks: a request is counted when it arrives (``requests``) and released
-    when its answer is computed (``responder``, after the server's delay)."""
-
-    def __init__(self, fake: FakeOpenAI) -> None:
-        self.fake = fake
-        self.answered = 0
-        self.max = 0
-        self._lock = threading.Lock()
-        fake.responder = self
-
-    def __call__(self, body: Any) -> str:
-        with self._lock:
-            self.max = max(self.max, len(self.fake.requests) - self.answered)
-            self.answered += 1
-        return default_text(body)
 
 
 # -- which requests are sent ------------------------------------------------------
