@@ -141,6 +141,12 @@ class Engine:
             where = f"node {current!r}: " if current and not exc.message.startswith("node ") else ""
             record.error = where + str(exc)
             return record
+        except Exception as exc:  # a bug in a provider or check plugin: still a failed run, not a crash
+            record.status = "error"
+            record.error_node = current
+            where = f"node {current!r}: " if current else "checks: "
+            record.error = f"{where}unexpected {type(exc).__name__}: {_first_line(exc)}"
+            return record
         if have_tokens:
             metrics["tokens_in"] = float(tokens_in)
             metrics["tokens_out"] = float(tokens_out)
@@ -270,3 +276,9 @@ def parse_json_output(text: str, node_id: str, display: str, line: int | None) -
             line=line,
             hint="ask for JSON only in the prompt, or use 'parse: text'",
         ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an unexpected error, without URLs (they may name hosts)."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return re.sub(r"\b[a-z][a-z0-9+.-]*://\S+", "<url>", text)[:300]

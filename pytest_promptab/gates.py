@@ -80,7 +80,7 @@ def _outcome(action: str, met: bool, is_candidate: bool) -> GateOutcome:
 
 
 def _message(gate: GateConfig, variant: str, value: float | None, met: bool, outcome: str, candidate: str) -> str:
-    shown = "no data" if value is None else f"{value:.4g}"
+    shown = f"no data ({_why_no_data(gate.metric)})" if value is None else f"{value:.4g}"
     bounds = " and ".join(
         b for b in (
             f">= {gate.min:g}" if gate.min is not None else "",
@@ -97,6 +97,15 @@ def _message(gate: GateConfig, variant: str, value: float | None, met: bool, out
     if gate.action == "BLOCK_DEPLOY":
         return f"{head}: violated (BLOCK_DEPLOY) by the deploy candidate {candidate!r}: deployment is blocked"
     return f"{head}: violated (FAIL) by the deploy candidate {candidate!r}"
+
+
+def _why_no_data(metric: str) -> str:
+    """Why a metric can have no value: a gate that cannot be judged is violated."""
+    if metric.startswith("cost_usd"):
+        return "no run reported a cost: add 'pricing:' to the provider"
+    if metric.startswith("tokens_"):
+        return "the provider reported no token usage"
+    return "no completed run reported it"
 
 
 def blocks_deploy(judgements: list[GateJudgement]) -> bool:

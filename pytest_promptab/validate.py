@@ -5,13 +5,18 @@ the file up front instead of every one of its runs."""
 
 from __future__ import annotations
 
+import json
+
+from pydantic import ValidationError
+
 from .callables import load_callable
 from .checks import CheckRegistry
 from .errors import ConfigError
 from .loader import LoadedWorkflow
 from .providers.registry import ProviderRegistry
+from .schema import ProviderConfig
 from .templates import TemplateRenderer, line_of_name
-from .variants import resolve_nodes
+from .variants import merge, resolve_nodes
 
 BUILTIN_NAMES = {"expected", "variant", "run"}
 
@@ -46,6 +51,9 @@ def validate_workflow(
         if check.type == "llm_judge" and config.provider is None and not check.provider:
             raise ConfigError("an 'llm_judge' check needs a provider: the workflow's or its own 'provider:'",
                               path=display, line=line)
+        if check.provider is not None:
+            base = config.provider.model_dump(exclude_unset=True) if config.provider else {}
+            _provider_config(merge(base, check.provider), display, loaded.line("checks", index, "provider"))
         if check.type == "json_schema" and check.schema_ is not None:
             from .checks import check_schema
             from .errors import CheckError
@@ -63,6 +71,9 @@ def validate_workflow(
                 )
     for variant in config.ab_test.variant_names:
         nodes = resolve_nodes(loaded, variant)
+        for index, node in enumerate(nodes):
+            line = loaded.marks.get(("nodes", index, "settings")) or loaded.line("provider", "settings")
+            _json_settings(node.settings, f"node {node.id!r} settings", display, line)
         known = input_names | BUILTIN_NAMES
         for node in nodes:
             if node.provider.type not in providers.types:
@@ -100,3 +111,37 @@ def _check_names(
             hint=f"the names in scope are: {', '.join(sorted(known))} "
             "(case inputs, outputs of earlier nodes, expected, variant, run)",
         )
+
+
+def _provider_config(data: dict[str, object], display: str, line: int | None) -> ProviderConfig:
+    try:
+        return ProviderConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "provider"
+        if first["type"] == "extra_forbidden":
+            import difflib
+
+            valid = list(ProviderConfig.model_fields)
+            close = difflib.get_close_matches(where, valid, n=1)
+            raise ConfigError(
+                f"invalid provider: unknown key {where!r}; valid keys: {', '.join(valid)}",
+                path=display,
+                line=line,
+                hint=f"did you mean {close[0]!r}?" if close else None,
+            ) from None
+        raise ConfigError(f"invalid provider: {where}: {first['msg']}", path=display, line=line) from None
+
+
+def _json_settings(settings: dict[str, object], where: str, display: str, line: int | None) -> None:
+    """Settings go to providers as JSON: a YAML date or other non-JSON value
+    is an error here, not a crash in the middle of a run."""
+    try:
+        json.dumps(settings)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"{where} must be plain JSON values: {exc}",
+            path=display,
+            line=line,
+            hint="quote values YAML would read as dates or other types, e.g. stop: '2024-01-01'",
+        ) from None

@@ -14,7 +14,7 @@ from tests.mlflow_server import MlflowServer
 EXPECTED_DIFF = """\
 --- before
 +++ after
-@@ -23,5 +23,5 @@
+@@ -27,5 +27,5 @@
      prompt: |
 -      Write a reply to this {{ category }} email:
 -      {{ email }}

@@ -133,3 +133,30 @@ def test_collect_only_makes_no_calls_and_writes_nothing(pytester: pytest.Pyteste
     assert result.ret == 0
     result.stdout.fnmatch_lines(["flow.yaml::ab::baseline[[]good-run1[]]", "*8 tests collected*"])
     assert not (pytester.path / ".promptab").exists()
+
+
+def test_a_crashing_provider_plugin_fails_the_run_without_traceback(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        class Broken:
+            def __init__(self, config, base_dir):
+                pass
+            def complete(self, request):
+                raise RuntimeError("cannot reach https://secret-host.example/v1 today")
+            def close(self):
+                pass
+
+        def pytest_promptab_register_providers(registry):
+            registry.register("broken", Broken)
+        """
+    )
+    pytester.path.joinpath("flow.yaml").write_text(
+        "name: crash\nprovider: {type: broken}\nnodes: [{id: a, prompt: hi}]\ninputs: {}\nab_test: {name: ab}\n"
+    )
+    result = pytester.runpytest("--promptab", NO_MLFLOW)
+    assert result.ret == 1
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(["*node 'a': unexpected RuntimeError: cannot reach <url> today*"])
+    assert "Traceback" not in out and "secret-host" not in out
+    data = json.loads((pytester.path / ".promptab" / "results.json").read_text())
+    assert data["abtests"][0]["failed_runs"] == 1
