@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -45,13 +46,36 @@ def emit_gate_reports(config: pytest.Config, abtests: list[ABTestSummary], line_
     return count
 
 
+@dataclass
+class _Crash:
+    path: str
+    lineno: int
+    message: str
+
+
+class GateFailure:
+    """A failed gate's report text; ``reprcrash.message`` is what pytest
+    shows after the node id in the short summary (``-rA``, ``-rf``)."""
+
+    def __init__(self, message: str, path: str, lineno: int) -> None:
+        self.reprcrash = _Crash(path, lineno, message)
+
+    def toterminal(self, tw: Any) -> None:
+        tw.line(self.reprcrash.message)
+
+    def __str__(self) -> str:
+        return self.reprcrash.message
+
+
 def _report(
     judgement: GateJudgement, location: tuple[str, int | None, str], when: str, now: float, props: list
 ) -> pytest.TestReport:
-    outcome, longrepr, extra = "passed", None, dict[str, Any]()
+    outcome, extra = "passed", dict[str, Any]()
+    longrepr: GateFailure | None = None
     if when == "call":
         if judgement.outcome == "failed":
-            outcome, longrepr = "failed", f"gate violated: {judgement.message}"
+            outcome = "failed"
+            longrepr = GateFailure(f"gate violated: {judgement.message}", location[0], location[1] or 0)
         elif judgement.outcome == "xfailed":
             outcome, extra = "skipped", {"wasxfail": judgement.message}
     return pytest.TestReport(

@@ -164,7 +164,7 @@ def test_failed_gate_on_baseline_fails_the_session(pytester: pytest.Pytester, ec
     echo_workflow("flow", SIMPLE + "  gates:\n    - {metric: pass_rate, min: 0.9, action: FAIL}\n")
     result = pytester.runpytest("--promptab", NO_MLFLOW)
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*FAILED flow.yaml::ab::gate?baseline:pass_rate>=0.9?*"])
+    result.stdout.fnmatch_lines(["FAILED flow.yaml::ab::gate?baseline:pass_rate>=0.9? - gate violated: baseline*"])
 
 
 def test_exit_first_keeps_pytest_exit_code(pytester: pytest.Pytester, echo_workflow) -> None:
