@@ -93,8 +93,8 @@ def read_options(config: pytest.Config) -> PromptabOptions:
     if block in (2, 3, 4, 5) or not 0 < block < 256:
         raise pytest.UsageError("--promptab-block-exit-code must be 1..255 and not one of pytest's 2, 3, 4, 5")
     runs = config.getoption("promptab_runs")
-    if runs is not None and runs < 1:
-        raise pytest.UsageError("--promptab-runs must be at least 1")
+    if runs is not None and not 1 <= runs <= 100_000:
+        raise pytest.UsageError("--promptab-runs must be from 1 to 100000 (as ab_test.runs)")
     json_path = pick("promptab_json", "promptab_json")
     return PromptabOptions(
         rootdir=config.rootpath,
