@@ -78,7 +78,10 @@ class Engine:
 
     def run(self, loaded: LoadedWorkflow, display: str, variant: str, case: CaseConfig, run: int) -> RunRecord:
         ab = loaded.config.ab_test
-        record = RunRecord(file=display, ab_test=ab.name, variant=variant, case=case.id, run=run, status="passed")
+        record = RunRecord(
+            file=display, ab_test=ab.name, variant=variant, case=case.id, run=run, status="passed",
+            file_sha256=loaded.sha256,
+        )
         scope: dict[str, Any] = {**case.inputs, "expected": case.expected, "variant": variant, "run": run}
         metrics = record.metrics
         tokens_in = tokens_out = 0

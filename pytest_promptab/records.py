@@ -48,6 +48,9 @@ class RunRecord:
     error_node: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """Anything else worth keeping in the results (e.g. a judge's reasoning)."""
+    file_sha256: str = ""
+    """The workflow file as it was when this run was collected: the
+    controller of an xdist session, which never collects, checks it."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
