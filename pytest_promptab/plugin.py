@@ -130,6 +130,15 @@ class PromptabHooks:
         self.config = config
         self.psession = psession
         self.controller = not _is_worker(config)
+        option = config.option
+        if (
+            self.controller
+            and not psession.options.no_mlflow
+            and not option.collectonly
+            and not getattr(option, "help", False)
+        ):
+            # imports mlflow and opens the store while the tests run; logs at session end
+            psession.start_mlflow_process()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, Any, Any]:
@@ -195,4 +204,7 @@ class PromptabHooks:
             write_terminal_summary(terminalreporter, self.psession)
 
     def pytest_unconfigure(self) -> None:
-        self.psession.close()
+        try:
+            self.psession.close()
+        finally:
+            self.psession.stop_mlflow_process()

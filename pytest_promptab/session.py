@@ -23,6 +23,7 @@ from .summary import SessionSummary
 if TYPE_CHECKING:
     from .checks import CheckRegistry
     from .engine import Engine, ProviderWrapper
+    from .mlflow_process import MlflowProcess
     from .providers.registry import ProviderRegistry
     from .runner import Runner
 
@@ -75,6 +76,7 @@ class PromptabSession:
     """A/B test node id -> the variant apply-best wrote into its file."""
     _engine: Engine | None = None
     _runner: Runner | None = None
+    _mlflow_process: MlflowProcess | None = None
 
     def __post_init__(self) -> None:
         from .callables import clear_cache
@@ -204,39 +206,66 @@ class PromptabSession:
             if decision.applied and decision.variant:
                 self.applied[ab.nodeid] = decision.variant
 
+    def start_mlflow_process(self) -> None:
+        """Start the MLflow logging process, which imports mlflow and opens
+        the tracking store while the tests run (see :mod:`.mlflow_process`)."""
+        from .mlflow_log import resolve_tracking_uri
+        from .mlflow_process import MlflowProcess
+
+        if self._mlflow_process is None:
+            uri = resolve_tracking_uri(self.options.mlflow_uri, self.options.mlflow_ini, os.environ, self.options.rootdir)
+            self._mlflow_process = MlflowProcess(uri)
+
+    def stop_mlflow_process(self) -> None:
+        """Stop the logging process if it still runs (any exit path)."""
+        if self._mlflow_process is not None:
+            self._mlflow_process.close()
+            self._mlflow_process = None
+
     def log_mlflow(self) -> str | None:
         """Log the summary, then register applied prompts; returns a warning
-        text when MLflow failed (the results file already has everything)."""
-        from .mlflow_log import MlflowLogError, log_session, register_prompts, resolve_tracking_uri
+        text when MLflow failed (the results file already has everything).
+
+        The logging process does it when it was started; otherwise it is done
+        here, in this process."""
+        from .mlflow_log import redact_uri, resolve_tracking_uri
 
         assert self.summary is not None
         uri = resolve_tracking_uri(self.options.mlflow_uri, self.options.mlflow_ini, os.environ, self.options.rootdir)
-        self.summary.mlflow_uri = uri
-        outcome = log_session(
-            self.summary, tracking_uri=uri, rootdir=self.options.rootdir, results_path=self.options.results_path
-        )
+        self.summary.mlflow_uri = redact_uri(uri)  # the summary goes to results.json: no credentials
+        applied = {ab.nodeid: self.applied[ab.nodeid] for ab in self.summary.abtests if ab.nodeid in self.applied}
+        if self._mlflow_process is not None:
+            process, self._mlflow_process = self._mlflow_process, None
+            answer = process.log(
+                {
+                    "summary": self.summary.to_dict(),
+                    "tracking_uri": uri,
+                    "rootdir": str(self.options.rootdir),
+                    "results_path": str(self.options.results_path),
+                    "applied": applied,
+                }
+            )
+        else:
+            from .mlflow_child import run_logging
+
+            answer = run_logging(
+                self.summary,
+                tracking_uri=uri,
+                rootdir=self.options.rootdir,
+                results_path=self.options.results_path,
+                applied=applied,
+            )
+        run_ids = answer.get("run_ids") or {}
         for ab in self.summary.abtests:
-            ab.mlflow_run_id = outcome.run_ids.get(ab.nodeid)
-        if not outcome.ok:
-            self.summary.mlflow_error = outcome.message
-            return outcome.message
-        problems = []
+            ab.mlflow_run_id = run_ids.get(ab.nodeid)
+        if not answer.get("ok"):
+            self.summary.mlflow_error = str(answer.get("message") or "unknown error")
+            return self.summary.mlflow_error
+        registered = answer.get("registered") or {}
         for ab in self.summary.abtests:
-            variant = self.applied.get(ab.nodeid)
-            if variant is None:
-                continue
-            try:
-                uris = register_prompts(
-                    uri,
-                    ab.variant(variant).prompts,
-                    name_prefix=f"{ab.workflow}.{ab.name}",
-                    run_id=outcome.variant_run_ids.get(ab.nodeid, {}).get(variant),
-                    tags={"promptab.file": ab.file, "promptab.variant": variant, "promptab.ab_test": ab.name},
-                )
-            except MlflowLogError as exc:
-                problems.append(exc.message)
-                continue
-            ab.apply_decision = f"{ab.apply_decision}; registered in MLflow as {', '.join(uris)}"
+            if ab.nodeid in registered:
+                ab.apply_decision = f"{ab.apply_decision}; registered in MLflow as {', '.join(registered[ab.nodeid])}"
+        problems = answer.get("problems") or []
         if problems:
             self.summary.mlflow_error = "; ".join(problems)
             return self.summary.mlflow_error

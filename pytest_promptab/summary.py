@@ -2,17 +2,28 @@
 MLflow and apply-best all read.
 
 Plain dataclasses built by :mod:`pytest_promptab.aggregate` at session end;
-:meth:`SessionSummary.to_dict` is the shape of ``.promptab/results.json``.
+:meth:`SessionSummary.to_dict` is the shape of ``.promptab/results.json``, and
+:meth:`SessionSummary.from_dict` reads it back (the summary crosses a pipe to
+the MLflow logging process that way).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, is_dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Literal, TypeVar
 
 from .records import RunRecord
 
 GateOutcome = Literal["passed", "warned", "failed", "xfailed"]
+
+_T = TypeVar("_T")
+
+
+def _known(cls: type[_T], data: dict[str, Any]) -> dict[str, Any]:
+    """The items of ``data`` that are fields of ``cls`` (keys a newer or older
+    version wrote, and this one does not know, are left out)."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return {key: value for key, value in data.items() if key in names}
 
 
 @dataclass
@@ -37,6 +48,10 @@ class Comparison:
     better: bool
     """Significant and in the direction of the objective's goal."""
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Comparison:
+        return cls(**_known(cls, data))
+
 
 @dataclass
 class GateJudgement:
@@ -52,6 +67,10 @@ class GateJudgement:
     outcome: GateOutcome
     nodeid: str
     message: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateJudgement:
+        return cls(**_known(cls, data))
 
 
 @dataclass
@@ -73,6 +92,16 @@ class VariantSummary:
     winner: bool = False
     violated: list[str] = field(default_factory=list)
     """Labels of the FAIL / BLOCK_DEPLOY gates this variant violates."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VariantSummary:
+        values = _known(cls, data)
+        if values.get("pass_rate_ci") is not None:
+            low, high = values["pass_rate_ci"]
+            values["pass_rate_ci"] = (low, high)
+        if values.get("comparison") is not None:
+            values["comparison"] = Comparison.from_dict(values["comparison"])
+        return cls(**values)
 
 
 @dataclass
@@ -113,6 +142,14 @@ class ABTestSummary:
     def to_dict(self) -> dict[str, Any]:
         return plain(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ABTestSummary:
+        values = _known(cls, data)
+        values["variants"] = [VariantSummary.from_dict(v) for v in values.get("variants", [])]
+        values["gates"] = [GateJudgement.from_dict(g) for g in values.get("gates", [])]
+        values["runs"] = [RunRecord.from_dict(r) for r in values.get("runs", [])]
+        return cls(**values)
+
 
 @dataclass
 class SessionSummary:
@@ -124,6 +161,13 @@ class SessionSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SessionSummary:
+        """The inverse of :meth:`to_dict` (tuples come back as tuples)."""
+        values = _known(cls, data)
+        values["abtests"] = [ABTestSummary.from_dict(ab) for ab in values.get("abtests", [])]
+        return cls(**values)
 
 
 def plain(value: Any) -> Any:

@@ -152,3 +152,18 @@ def test_mlflow_killed_mid_session(pytester: pytest.Pytester, echo_workflow, mlf
     finally:
         mlflow_server.ensure_running()
     assert os.path.exists(mlflow_server.log_path)
+
+
+def test_tracking_uri_credentials_never_reach_the_results_or_output(
+    pytester: pytest.Pytester, echo_workflow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_end_to_end import SIMPLE
+
+    echo_workflow("flow", SIMPLE)
+    port = _closed_port_uri().rsplit(":", 1)[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:s3cretTOKEN@127.0.0.1:{port}")
+    result = pytester.runpytest("--promptab")
+    assert result.ret == 0
+    assert "s3cretTOKEN" not in result.stdout.str() + result.stderr.str()
+    text = (pytester.path / ".promptab" / "results.json").read_text()
+    assert "s3cretTOKEN" not in text and json.loads(text)["mlflow_error"]
