@@ -25,9 +25,9 @@ def summarize(
     records: Iterable[RunRecord],
     *,
     expected: int,
-    apply_best: bool = False,
-    judge_gates: bool = True,
 ) -> ABTestSummary:
+    """Aggregates, comparisons and the winner; the gates are judged apart
+    (:func:`judge_gates`), once it is known which variant is deployed."""
     config = loaded.config
     ab = config.ab_test
     by_variant: dict[str, list[RunRecord]] = defaultdict(list)
@@ -72,12 +72,15 @@ def summarize(
         summary.winner, summary.winner_reason = None, "no baseline runs to compare with"
     for variant in variants:
         variant.winner = variant.name == summary.winner and summary.has_significant_winner
-    candidate = ab.baseline
-    if apply_best and summary.has_significant_winner and summary.complete and not summary.failed_runs:
-        candidate = summary.winner or ab.baseline
-    if judge_gates:
-        summary.gates = gates_mod.judge(ab.gates, variants, deploy_candidate=candidate, nodeid_prefix=nodeid)
     return summary
+
+
+def judge_gates(summary: ABTestSummary, loaded: LoadedWorkflow, deploy_candidate: str) -> None:
+    """Judge every gate for every variant; ``deploy_candidate`` is the
+    baseline, or the winner that apply-best wrote into the file."""
+    summary.gates = gates_mod.judge(
+        loaded.config.ab_test.gates, summary.variants, deploy_candidate=deploy_candidate, nodeid_prefix=summary.nodeid
+    )
 
 
 def objective_value(variant: VariantSummary, metric: str, run_metric: str) -> float | None:

@@ -38,6 +38,7 @@ def pytest_promptab_run_finished(record: RunRecord) -> None:
 
 @pytest.hookspec
 def pytest_promptab_session_summary(summary: SessionSummary) -> None:
-    """Called once on the controller at session end, after the statistics and
-    gates and before the results file, MLflow and apply-best. The summary may
-    be read (and annotated), not restructured."""
+    """Called once on the controller at session end, after the statistics,
+    apply-best and the gates, before the gate reports, the final results file
+    and MLflow (after an interrupted session: statistics only). The summary
+    may be read (and annotated), not restructured."""

@@ -170,18 +170,17 @@ class PromptabHooks:
             psession.prefetch([item.job for item in session.items if isinstance(item, RunItem) and will_run(item)])
         try:
             result = yield
+        except BaseException:
+            psession.stopped = True
+            raise
         finally:
             psession.runner.shutdown()
         if self.controller:
-            from .gatereports import emit_gate_reports
+            from .session_end import end_test_loop
 
-            stopped = bool(session.shouldfail or session.shouldstop)
-            summary = psession.summarize(judge_gates=not stopped, interrupted=False)
-            self.config.hook.pytest_promptab_session_summary(summary=summary)
-            if summary.abtests:
-                psession.write_results()
-            lines = {display: (loaded.line("ab_test") or 1) - 1 for display, loaded in psession.workflows.items()}
-            session.testscollected += emit_gate_reports(self.config, summary.abtests, lines)
+            # decided before the gate reports, which may themselves trip --maxfail
+            psession.stopped = bool(session.shouldfail or session.shouldstop)
+            end_test_loop(self.config, session, psession)
         return result
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

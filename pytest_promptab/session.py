@@ -74,6 +74,10 @@ class PromptabSession:
     summary: SessionSummary | None = None
     applied: dict[str, str] = field(default_factory=dict)
     """A/B test node id -> the variant apply-best wrote into its file."""
+    collected_sha: dict[str, str] = field(default_factory=dict)
+    """File -> sha256 when collected elsewhere (xdist workers)."""
+    stopped: bool = False
+    """The test loop ended early (-x, --maxfail, Ctrl-C): no gates, no apply."""
     _engine: Engine | None = None
     _runner: Runner | None = None
     _mlflow_process: MlflowProcess | None = None
@@ -161,28 +165,41 @@ class PromptabSession:
         record = RunRecord.from_dict(data)
         self.records[record.file].append(record)
 
-    def summarize(self, *, judge_gates: bool, interrupted: bool) -> SessionSummary:
+    def summarize(self, *, interrupted: bool) -> SessionSummary:
+        """Statistics and winners of every A/B test that ran (no gates yet)."""
         from . import analysis  # numpy and scipy: only when there is something to summarize
 
         summary = SessionSummary(interrupted=interrupted, results_path=str(self.options.results_path))
         for display in sorted(self.records):
-            try:
-                loaded = self.workflows.get(display) or load_workflow(self.options.rootdir / display, display=display)
-            except PromptabError:
-                continue  # the file changed or vanished since its runs: nothing to judge it by
+            records = self.records[display]
+            loaded = self.workflows.get(display)
+            if loaded is None:  # the xdist controller never collects: it reads the file now
+                try:
+                    loaded = load_workflow(self.options.rootdir / display, display=display)
+                except PromptabError:
+                    continue  # the file changed or vanished since its runs: nothing to judge it by
+                self.workflows[display] = loaded
+                # the file as the workers collected it: apply-best must see a change since then
+                self.collected_sha[display] = next((r.file_sha256 for r in records if r.file_sha256), loaded.sha256)
             summary.abtests.append(
                 analysis.summarize(
                     loaded,
                     display,
-                    self.records[display],
+                    records,
                     expected=len(loaded.config.ab_test.variant_names) * len(loaded.cases) * self.runs_per_case(loaded),
-                    apply_best=self.options.apply_best,
-                    judge_gates=judge_gates,
                 )
             )
-            self.workflows.setdefault(display, loaded)
         self.summary = summary
         return summary
+
+    def judge_gates(self) -> None:
+        """Judge the gates; the deploy candidate is the baseline, or the
+        winner apply-best wrote into the file."""
+        from . import analysis
+
+        assert self.summary is not None
+        for ab in self.summary.abtests:
+            analysis.judge_gates(ab, self.workflows[ab.file], self.applied.get(ab.nodeid, ab.baseline))
 
     def write_results(self) -> Path:
         from .results_file import write_results
@@ -200,7 +217,11 @@ class PromptabSession:
         for ab in self.summary.abtests:
             loaded = self.workflows[ab.file]
             decision = apply_winner(
-                loaded.path, loaded.config, ab, collected_sha256=loaded.sha256, interrupted=interrupted
+                loaded.path,
+                loaded.config,
+                ab,
+                collected_sha256=self.collected_sha.get(ab.file, loaded.sha256),
+                interrupted=interrupted,
             )
             ab.apply_decision = decision.message
             if decision.applied and decision.variant:

@@ -15,15 +15,33 @@ from .report import render_abtest
 from .session import PromptabSession
 
 
+def end_test_loop(config: pytest.Config, session: pytest.Session, psession: PromptabSession) -> None:
+    """After the last item: statistics, the results file, apply-best, then
+    the gates (whose deploy candidate is the winner actually applied)."""
+    from .gatereports import emit_gate_reports
+
+    summary = psession.summarize(interrupted=False)
+    if not summary.abtests:
+        return
+    psession.write_results()  # before anything can fail
+    if not psession.stopped:
+        if psession.options.apply_best:
+            psession.apply_best(interrupted=False)
+        psession.judge_gates()
+    config.hook.pytest_promptab_session_summary(summary=summary)
+    psession.write_results()
+    lines = {display: (loaded.line("ab_test") or 1) - 1 for display, loaded in psession.workflows.items()}
+    session.testscollected += emit_gate_reports(config, summary.abtests, lines)
+
+
 def finish_session(config: pytest.Config, session: pytest.Session, psession: PromptabSession, exitstatus: int) -> None:
-    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-    stopped = bool(session.shouldfail or session.shouldstop) or interrupted
+    stopped = psession.stopped or exitstatus == pytest.ExitCode.INTERRUPTED
     unwritten = psession.summary is None
     if psession.summary is None:
         # the test loop did not finish (Ctrl-C, -x, internal error): keep what ran
         if not psession.records:
             return
-        psession.summarize(judge_gates=False, interrupted=True)
+        config.hook.pytest_promptab_session_summary(summary=psession.summarize(interrupted=True))
     summary = psession.summary
     assert summary is not None
     if stopped and not summary.interrupted:
@@ -32,8 +50,6 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
         return
     if unwritten:  # the test loop writes the results file when it ends normally
         psession.write_results()
-    if psession.options.apply_best:
-        psession.apply_best(interrupted=summary.interrupted)
     if not psession.options.no_mlflow:
         problem = psession.log_mlflow()
         if problem:
@@ -41,8 +57,7 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
                 config,
                 f"MLflow logging failed: {problem}. Nothing is lost: every result is in {_shown(psession.options.results_path)}",
             )
-    if psession.options.apply_best or not psession.options.no_mlflow:
-        psession.write_results()  # now with the apply decisions and MLflow run ids
+        psession.write_results()  # now with the MLflow run ids
     if not summary.interrupted and session.exitstatus in (0, 1):
         if any(blocks_deploy(ab.gates) for ab in summary.abtests):
             session.exitstatus = psession.options.block_exit_code

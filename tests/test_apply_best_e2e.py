@@ -91,3 +91,80 @@ def test_applied_prompts_are_registered_in_mlflow(
     experiment = client.get_experiment_by_name("support-reply")
     runs = client.search_runs([experiment.experiment_id], "tags.`promptab.applied` = 'true'")
     assert [r.data.tags["mlflow.runName"] for r in runs][:1] == ["empathetic"]
+
+
+def test_refused_apply_leaves_the_baseline_as_deploy_candidate(pytester: pytest.Pytester, echo_workflow) -> None:
+    """The winner's prompt sits behind a YAML anchor: apply-best refuses, so
+    the baseline stays in the file and its BLOCK_DEPLOY violation still counts."""
+    path = echo_workflow(
+        "flow",
+        """
+        name: anchored
+        provider: {type: python, callable: "echo_provider.py:echo"}
+        nodes: [{id: a, prompt: &shared "no"}]
+        inputs: {}
+        checks: [{type: equals, value: "yes"}]
+        ab_test:
+          name: ab
+          runs: 8
+          variants: [{name: better, prompts: {a: "yes"}}]
+          gates: [{metric: pass_rate, min: 0.9, action: BLOCK_DEPLOY}]
+        """,
+    )
+    before = path.read_bytes()
+    result = pytester.runpytest("--promptab", "--promptab-no-mlflow", "--promptab-apply-best")
+    result.stdout.fnmatch_lines(["apply-best: flow.yaml: not applied: *anchor*"])
+    assert path.read_bytes() == before
+    result.stdout.fnmatch_lines(["FAILED flow.yaml::ab::gate?baseline:pass_rate>=0.9?*"])
+    assert result.ret == 10
+
+
+def test_applied_winner_is_the_deploy_candidate(pytester: pytest.Pytester, echo_workflow) -> None:
+    echo_workflow(
+        "flow",
+        """
+        name: plain
+        provider: {type: python, callable: "echo_provider.py:echo"}
+        nodes: [{id: a, prompt: "no"}]
+        inputs: {}
+        checks: [{type: equals, value: "yes"}]
+        ab_test:
+          name: ab
+          runs: 8
+          variants: [{name: better, prompts: {a: "yes"}}]
+          gates: [{metric: pass_rate, min: 0.9, action: BLOCK_DEPLOY}]
+        """,
+    )
+    result = pytester.runpytest("--promptab", "--promptab-no-mlflow", "--promptab-apply-best", "-rx")
+    result.stdout.fnmatch_lines(["apply-best: flow.yaml: applied 'better'*"])
+    result.stdout.fnmatch_lines(["XFAIL flow.yaml::ab::gate?baseline:pass_rate>=0.9?*"])
+    assert result.ret == 0
+
+
+def test_xdist_apply_best_sees_a_file_changed_during_the_session(pytester: pytest.Pytester, echo_workflow) -> None:
+    path = echo_workflow(
+        "flow",
+        """
+        name: edited
+        provider: {type: python, callable: "echo_provider.py:echo"}
+        nodes: [{id: a, prompt: "no"}]
+        inputs: {}
+        checks: [{type: equals, value: "yes"}]
+        ab_test:
+          name: ab
+          runs: 8
+          variants: [{name: better, prompts: {a: "yes"}}]
+        """,
+    )
+    pytester.makeconftest(
+        f"""
+        def pytest_promptab_run_finished(record):
+            if record.variant == "better" and record.run == 8:
+                with open({str(path)!r}, "a") as handle:
+                    handle.write("# edited by hand during the session\\n")
+        """
+    )
+    result = pytester.runpytest_subprocess("--promptab", "--promptab-no-mlflow", "--promptab-apply-best", "-n", "2")
+    result.stdout.fnmatch_lines(["apply-best: flow.yaml: not applied: file changed since collection"])
+    assert path.read_text().endswith("# edited by hand during the session\n")
+    assert not (pytester.path / "flow.yaml.bak").exists()

@@ -208,3 +208,12 @@ def test_verbose_adds_per_check_pass_rates(pytester: pytest.Pytester, echo_workf
     assert "check pass rate" not in quiet.stdout.str()
     result = pytester.runpytest("--promptab", NO_MLFLOW, "-v")
     result.stdout.fnmatch_lines(["check pass rate*is-yes", "-*", "baseline*50%", "loud*0%"])
+
+
+def test_exit_first_with_a_failing_gate_keeps_the_block_code(pytester: pytest.Pytester) -> None:
+    shutil.copytree(ROOT / "examples", pytester.path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "demos", pytester.path / "demos", ignore=shutil.ignore_patterns("__pycache__"))
+    result = pytester.runpytest("--promptab", NO_MLFLOW, "demos/deploy-block/", "-x")
+    assert result.ret == 10  # the runs all completed (XFAIL is no failure); the gate is judged
+    data = json.loads((pytester.path / ".promptab" / "results.json").read_text())
+    assert data["interrupted"] is False
