@@ -52,8 +52,8 @@ def validate_workflow(
             raise ConfigError("an 'llm_judge' check needs a provider: the workflow's or its own 'provider:'",
                               path=display, line=line)
         if check.provider is not None:
-            base = config.provider.model_dump(exclude_unset=True) if config.provider else {}
-            _provider_config(merge(base, check.provider), display, loaded.line("checks", index, "provider"))
+            defaults = config.provider.model_dump(exclude_unset=True) if config.provider else {}
+            _provider_config(merge(defaults, check.provider), display, loaded.line("checks", index, "provider"))
         if check.type == "json_schema" and check.schema_ is not None:
             from .checks import check_schema
             from .errors import CheckError
