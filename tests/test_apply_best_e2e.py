@@ -93,24 +93,25 @@ def test_applied_prompts_are_registered_in_mlflow(
     assert [r.data.tags["mlflow.runName"] for r in runs][:1] == ["empathetic"]
 
 
+GATED = """
+name: gated
+provider: {{type: python, callable: "echo_provider.py:echo"}}
+nodes: [{{id: a, prompt: {prompt}}}]
+inputs: {{}}
+checks: [{{type: equals, value: "yes"}}]
+ab_test:
+  name: ab
+  runs: 8
+  variants: [{{name: better, prompts: {{a: "yes"}}}}]
+  gates: [{{metric: pass_rate, min: 0.9, action: BLOCK_DEPLOY}}]
+"""
+"""The baseline always fails its check, the challenger always passes."""
+
+
 def test_refused_apply_leaves_the_baseline_as_deploy_candidate(pytester: pytest.Pytester, echo_workflow) -> None:
     """The winner's prompt sits behind a YAML anchor: apply-best refuses, so
     the baseline stays in the file and its BLOCK_DEPLOY violation still counts."""
-    path = echo_workflow(
-        "flow",
-        """
-        name: anchored
-        provider: {type: python, callable: "echo_provider.py:echo"}
-        nodes: [{id: a, prompt: &shared "no"}]
-        inputs: {}
-        checks: [{type: equals, value: "yes"}]
-        ab_test:
-          name: ab
-          runs: 8
-          variants: [{name: better, prompts: {a: "yes"}}]
-          gates: [{metric: pass_rate, min: 0.9, action: BLOCK_DEPLOY}]
-        """,
-    )
+    path = echo_workflow("flow", GATED.format(prompt='&shared "no"'))
     before = path.read_bytes()
     result = pytester.runpytest("--promptab", "--promptab-no-mlflow", "--promptab-apply-best")
     result.stdout.fnmatch_lines(["apply-best: flow.yaml: not applied: *anchor*"])
@@ -120,21 +121,7 @@ def test_refused_apply_leaves_the_baseline_as_deploy_candidate(pytester: pytest.
 
 
 def test_applied_winner_is_the_deploy_candidate(pytester: pytest.Pytester, echo_workflow) -> None:
-    echo_workflow(
-        "flow",
-        """
-        name: plain
-        provider: {type: python, callable: "echo_provider.py:echo"}
-        nodes: [{id: a, prompt: "no"}]
-        inputs: {}
-        checks: [{type: equals, value: "yes"}]
-        ab_test:
-          name: ab
-          runs: 8
-          variants: [{name: better, prompts: {a: "yes"}}]
-          gates: [{metric: pass_rate, min: 0.9, action: BLOCK_DEPLOY}]
-        """,
-    )
+    echo_workflow("flow", GATED.format(prompt='"no"'))
     result = pytester.runpytest("--promptab", "--promptab-no-mlflow", "--promptab-apply-best", "-rx")
     result.stdout.fnmatch_lines(["apply-best: flow.yaml: applied 'better'*"])
     result.stdout.fnmatch_lines(["XFAIL flow.yaml::ab::gate?baseline:pass_rate>=0.9?*"])
