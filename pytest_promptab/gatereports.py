@@ -83,7 +83,7 @@ def _report(
         location=location,
         keywords={"promptab": 1, "gate": 1},
         outcome=outcome,  # type: ignore[arg-type]
-        longrepr=longrepr,
+        longrepr=longrepr,  # type: ignore[arg-type]  # duck-typed TerminalRepr (toterminal, reprcrash)
         when=when,  # type: ignore[arg-type]
         duration=0.0,
         start=now,

@@ -110,3 +110,30 @@ class InvalidWorkflowItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, (self.error.line or 1) - 1, "promptab workflow"
+
+
+def jobs_to_prefetch(session: pytest.Session) -> list[RunJob]:
+    """The runs of the selected items that will really run, in report order;
+    none when nothing runs (--collect-only, --setup-only/-plan, or collection
+    errors that stop the session before its first test)."""
+    option = session.config.option
+    if (
+        option.collectonly
+        or getattr(option, "setuponly", False)
+        or getattr(option, "setupplan", False)
+        or (session.testsfailed and not option.continue_on_collection_errors)
+    ):
+        return []
+    return [item.job for item in session.items if isinstance(item, RunItem) and _will_run(item)]
+
+
+def _will_run(item: pytest.Item) -> bool:
+    """False for an item a skip mark skips (unconditionally, or with a bool
+    condition that is true): its run is never sent."""
+    if item.get_closest_marker("skip") is not None:
+        return False
+    for mark in item.iter_markers("skipif"):
+        conditions = (*mark.args, mark.kwargs.get("condition", False))
+        if any(isinstance(c, bool) and c for c in conditions):
+            return False
+    return True

@@ -142,32 +142,11 @@ class PromptabHooks:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, Any, Any]:
-        from .items import RunItem
+        from .items import jobs_to_prefetch
 
         psession = self.psession
-        option = self.config.option
-
-        def will_run(item: pytest.Item) -> bool:
-            """False for an item a skip mark skips (unconditionally, or with a
-            bool condition that is true): its run is never sent."""
-            if item.get_closest_marker("skip") is not None:
-                return False
-            for mark in item.iter_markers("skipif"):
-                conditions = (*mark.args, mark.kwargs.get("condition", False))
-                if any(isinstance(c, bool) and c for c in conditions):
-                    return False
-            return True
-
-        # no calls when nothing runs: --collect-only, --setup-only/-plan, or
-        # collection errors that stop the session before its first test
-        runs_tests = not (
-            option.collectonly
-            or getattr(option, "setuponly", False)
-            or getattr(option, "setupplan", False)
-            or (session.testsfailed and not option.continue_on_collection_errors)
-        )
-        if self.controller and runs_tests:
-            psession.prefetch([item.job for item in session.items if isinstance(item, RunItem) and will_run(item)])
+        if self.controller:
+            psession.prefetch(jobs_to_prefetch(session))
         try:
             result = yield
         except BaseException:
