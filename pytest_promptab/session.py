@@ -186,7 +186,7 @@ class PromptabSession:
                     loaded,
                     display,
                     records,
-                    expected=len(loaded.config.ab_test.variant_names) * len(loaded.cases) * self.runs_per_case(loaded),
+                    expected=analysis.expected_runs(loaded, self.options.runs),
                 )
             )
         self.summary = summary
