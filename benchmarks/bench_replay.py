@@ -38,7 +38,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))  # for tests.fake_openai
 
-from _util import Timed, clean_env, interleaved, load_average, machine_info, ms, print_machine, run, table  # noqa: E402
+from _util import (  # noqa: E402
+    Timed,
+    clean_env,
+    interleaved,
+    load_average,
+    machine_info,
+    ms,
+    print_machine,
+    run,
+    table,
+)
 from bench_concurrency import PHASES_PLUGIN  # noqa: E402
 
 from tests.fake_openai import FakeOpenAI  # noqa: E402

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from .analysis.summary import ABTestSummary, GateJudgement
 from .errors import PromptabWarning
-from .summary import ABTestSummary, GateJudgement
 
 
 def emit_gate_reports(config: pytest.Config, abtests: list[ABTestSummary], line_of: dict[str, int]) -> int:

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from .checks import CheckRegistry
+    from .analysis.summary import SessionSummary
+    from .checks.registry import CheckRegistry
     from .providers.registry import ProviderRegistry
-    from .records import RunRecord
-    from .summary import SessionSummary
+    from .run.records import RunRecord
 
 
 @pytest.hookspec

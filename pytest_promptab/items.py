@@ -14,10 +14,10 @@ from typing import Any, Iterator
 import pytest
 
 from .errors import PromptabError
-from .loader import LoadedWorkflow
-from .records import USER_PROPERTY, RunRecord
-from .plugin import SESSION_KEY
+from .run.records import USER_PROPERTY, RunRecord
 from .session import RunJob
+from .stash import SESSION_KEY
+from .workflow.loader import LoadedWorkflow
 
 
 class RunFailed(Exception):

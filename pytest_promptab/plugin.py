@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, Generator
 
 import pytest
 
+from .stash import SESSION_KEY
+
 if TYPE_CHECKING:
     from .session import PromptabOptions, PromptabSession
 
-SESSION_KEY = pytest.StashKey["PromptabSession"]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -114,7 +115,7 @@ def read_options(config: pytest.Config) -> PromptabOptions:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix not in (".yaml", ".yml") or _session(parent.config) is None:
         return None
-    from .loader import is_promptab_file
+    from .workflow.loader import is_promptab_file
 
     if not is_promptab_file(file_path):
         return None

@@ -15,17 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from .analysis.summary import SessionSummary
 from .errors import PromptabError
-from .loader import LoadedWorkflow, load_workflow
-from .records import RunRecord
-from .summary import SessionSummary
+from .run.records import RunRecord
+from .workflow.loader import LoadedWorkflow, load_workflow
 
 if TYPE_CHECKING:
-    from .checks import CheckRegistry
-    from .engine import Engine, ProviderWrapper
-    from .mlflow_process import MlflowProcess
+    from .checks.registry import CheckRegistry
     from .providers.registry import ProviderRegistry
-    from .runner import Runner
+    from .run.engine import Engine, ProviderWrapper
+    from .run.runner import Runner
+    from .tracking.process import MlflowProcess
 
 CACHE_MODES = ("off", "record", "replay", "auto")
 
@@ -83,7 +83,7 @@ class PromptabSession:
     _mlflow_process: MlflowProcess | None = None
 
     def __post_init__(self) -> None:
-        from .callables import clear_cache
+        from .workflow.callables import clear_cache
 
         clear_cache()
 
@@ -91,9 +91,9 @@ class PromptabSession:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            from .checks import CheckRegistry
-            from .engine import Engine
+            from .checks.registry import CheckRegistry
             from .providers.registry import ProviderRegistry
+            from .run.engine import Engine
 
             providers = ProviderRegistry()
             checks = CheckRegistry()
@@ -105,7 +105,7 @@ class PromptabSession:
     @property
     def runner(self) -> Runner:
         if self._runner is None:
-            from .runner import Runner
+            from .run.runner import Runner
 
             self._runner = Runner(self.options.concurrency)
         return self._runner
@@ -123,7 +123,7 @@ class PromptabSession:
         """Load and validate a workflow file once (raises PromptabError)."""
         if display in self.workflows:
             return self.workflows[display]
-        from .validate import validate_workflow
+        from .run.validate import validate_workflow
 
         loaded = load_workflow(path, display=display)
         engine = self.engine
@@ -167,7 +167,9 @@ class PromptabSession:
 
     def summarize(self, *, interrupted: bool) -> SessionSummary:
         """Statistics and winners of every A/B test that ran (no gates yet)."""
-        from . import analysis  # numpy and scipy: only when there is something to summarize
+        from .analysis import (
+            summarize as analysis,  # numpy and scipy: only when there is something to summarize
+        )
 
         summary = SessionSummary(interrupted=interrupted, results_path=str(self.options.results_path))
         for display in sorted(self.records):
@@ -195,14 +197,14 @@ class PromptabSession:
     def judge_gates(self) -> None:
         """Judge the gates; the deploy candidate is the baseline, or the
         winner apply-best wrote into the file."""
-        from . import analysis
+        from .analysis import summarize as analysis
 
         assert self.summary is not None
         for ab in self.summary.abtests:
             analysis.judge_gates(ab, self.workflows[ab.file], self.applied.get(ab.nodeid, ab.baseline))
 
     def write_results(self) -> Path:
-        from .results_file import write_results
+        from .report.results_file import write_results
 
         assert self.summary is not None
         path = self.options.results_path
@@ -211,7 +213,7 @@ class PromptabSession:
 
     def apply_best(self, interrupted: bool) -> None:
         """Write each A/B test's winner into its file (when the rules allow)."""
-        from .apply_best import apply_winner
+        from .apply.best import apply_winner
 
         assert self.summary is not None
         for ab in self.summary.abtests:
@@ -230,8 +232,8 @@ class PromptabSession:
     def start_mlflow_process(self) -> None:
         """Start the MLflow logging process, which imports mlflow and opens
         the tracking store while the tests run (see :mod:`.mlflow_process`)."""
-        from .mlflow_log import resolve_tracking_uri
-        from .mlflow_process import MlflowProcess
+        from .tracking.log import resolve_tracking_uri
+        from .tracking.process import MlflowProcess
 
         if self._mlflow_process is None:
             uri = resolve_tracking_uri(self.options.mlflow_uri, self.options.mlflow_ini, os.environ, self.options.rootdir)
@@ -249,7 +251,7 @@ class PromptabSession:
 
         The logging process does it when it was started; otherwise it is done
         here, in this process."""
-        from .mlflow_log import redact_uri, resolve_tracking_uri
+        from .tracking.log import redact_uri, resolve_tracking_uri
 
         assert self.summary is not None
         uri = resolve_tracking_uri(self.options.mlflow_uri, self.options.mlflow_ini, os.environ, self.options.rootdir)
@@ -267,7 +269,7 @@ class PromptabSession:
                 }
             )
         else:
-            from .mlflow_child import run_logging
+            from .tracking.child import run_logging
 
             answer = run_logging(
                 self.summary,

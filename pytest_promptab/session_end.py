@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from .analysis.gates import blocks_deploy
 from .errors import PromptabWarning
-from .gates import blocks_deploy
-from .report import render_abtest
+from .report.table import render_abtest
 from .session import PromptabSession
 
 
@@ -86,7 +86,7 @@ def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> 
 
 
 def _safe_uri(uri: str) -> str:
-    from .mlflow_log import redact_uri
+    from .tracking.log import redact_uri
 
     return redact_uri(uri)
 

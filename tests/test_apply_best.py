@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_promptab import apply_best
-from pytest_promptab.apply_best import ApplyDecision, apply_winner, change_for_variant
+from pytest_promptab.analysis.summary import ABTestSummary, Comparison, VariantSummary
+from pytest_promptab.apply import best as apply_best
+from pytest_promptab.apply.best import ApplyDecision, apply_winner, change_for_variant
+from pytest_promptab.apply.rewrite import NodeChange
 from pytest_promptab.errors import ApplyError
-from pytest_promptab.schema import WorkflowConfig
-from pytest_promptab.summary import ABTestSummary, Comparison, VariantSummary
-from pytest_promptab.yaml_rewrite import NodeChange
+from pytest_promptab.workflow.schema import WorkflowConfig
 
 CORPUS = Path(__file__).parent / "rewrite_corpus"
 OLD_MTIME_NS = 1_600_000_000_000_000_000
@@ -245,8 +245,8 @@ def test_change_for_variant_needs_a_top_level_provider_for_provider_overrides() 
 def test_the_rewritten_file_runs_as_the_winner_did(tmp_path: Path, name: str) -> None:
     """The engine's view: the new file's baseline resolves to exactly the
     nodes (prompts, systems, settings, providers) the winner ran with."""
-    from pytest_promptab.loader import load_workflow
-    from pytest_promptab.variants import resolve_nodes
+    from pytest_promptab.workflow.loader import load_workflow
+    from pytest_promptab.workflow.variants import resolve_nodes
 
     def resolved(loaded: Any, variant: str) -> list[Any]:
         return [dataclasses.replace(n, prompt_line=None, system_line=None) for n in resolve_nodes(loaded, variant)]

@@ -12,9 +12,14 @@ import pytest
 
 from pytest_promptab.errors import ConfigError, ProviderError, ReplayMissError
 from pytest_promptab.providers.base import Provider, ProviderRequest, ProviderResponse
-from pytest_promptab.providers.cache import CachingProvider, ResponseCache, cache_key, provider_identity
+from pytest_promptab.providers.cache import (
+    CachingProvider,
+    ResponseCache,
+    cache_key,
+    provider_identity,
+)
 from pytest_promptab.providers.openai import OpenAIProvider
-from pytest_promptab.schema import Pricing, ProviderConfig, RetryConfig
+from pytest_promptab.workflow.schema import Pricing, ProviderConfig, RetryConfig
 from tests.fake_openai import FakeOpenAI
 
 KEY = "sk-cache-test-Hq4Wm7Zx2Kp9Lr5T"

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from pytest_promptab.checks import CheckContext, CheckRegistry, validate_json
+from pytest_promptab.checks.registry import CheckContext, CheckRegistry, validate_json
+from pytest_promptab.checks.result import CheckResult
 from pytest_promptab.errors import CheckError, ConfigError
-from pytest_promptab.records import CheckResult
-from pytest_promptab.schema import CheckConfig
+from pytest_promptab.workflow.schema import CheckConfig
 
 REGISTRY = CheckRegistry()
 

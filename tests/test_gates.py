@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_promptab.gates import blocks_deploy, judge
-from pytest_promptab.schema import GateConfig
-from pytest_promptab.summary import VariantSummary
+from pytest_promptab.analysis.gates import blocks_deploy, judge
+from pytest_promptab.analysis.summary import VariantSummary
+from pytest_promptab.workflow.schema import GateConfig
 
 
 def variant(name: str, pass_rate: float | None, cost: float | None = 0.001) -> VariantSummary:

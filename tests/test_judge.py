@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from pytest_promptab.checks.judge import grade, parse_judgement
 from pytest_promptab.errors import CheckError, ProviderError
-from pytest_promptab.judge import grade, parse_judgement
 from pytest_promptab.providers.base import ProviderRequest, ProviderResponse
 from pytest_promptab.providers.openai import OpenAIProvider
-from pytest_promptab.schema import ProviderConfig, RetryConfig
+from pytest_promptab.workflow.schema import ProviderConfig, RetryConfig
 from tests.fake_openai import FakeOpenAI, error
 
 

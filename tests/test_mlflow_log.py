@@ -23,22 +23,23 @@ from typing import Any
 import pytest
 
 from pytest_promptab import __version__
-from pytest_promptab.gitinfo import git_info
-from pytest_promptab.mlflow_log import (
+from pytest_promptab.analysis.summary import (
+    ABTestSummary,
+    Comparison,
+    GateJudgement,
+    SessionSummary,
+    VariantSummary,
+)
+from pytest_promptab.checks.result import CheckResult
+from pytest_promptab.run.records import RunRecord
+from pytest_promptab.tracking.gitinfo import git_info
+from pytest_promptab.tracking.log import (
     HTTP_LIMITS,
     LogOutcome,
     MlflowLogError,
     log_session,
     register_prompts,
     resolve_tracking_uri,
-)
-from pytest_promptab.records import CheckResult, RunRecord
-from pytest_promptab.summary import (
-    ABTestSummary,
-    Comparison,
-    GateJudgement,
-    SessionSummary,
-    VariantSummary,
 )
 from tests.mlflow_server import free_port, start_mlflow_server
 
@@ -349,7 +350,7 @@ def test_log_to_sqlite(
 
 
 def test_import_is_cheap() -> None:
-    code = "import sys, pytest_promptab.mlflow_log; print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))"
+    code = "import sys, pytest_promptab.tracking.log; print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

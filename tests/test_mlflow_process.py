@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from pytest_promptab import mlflow_process
-from pytest_promptab.mlflow_process import MlflowProcess, child_command
-from pytest_promptab.summary import SessionSummary
+from pytest_promptab.analysis.summary import SessionSummary
+from pytest_promptab.tracking import process as mlflow_process
+from pytest_promptab.tracking.process import MlflowProcess, child_command
 from tests.test_end_to_end import SIMPLE
 from tests.test_mlflow_log import NODEID, make_summary
 
@@ -225,7 +225,7 @@ def _marked_pids(mark: str) -> list[int]:
         try:
             if f"PROMPTAB_TEST_MARK={mark}".encode() in (entry / "environ").read_bytes().split(b"\0"):
                 cmdline = (entry / "cmdline").read_bytes()
-                if b"pytest_promptab.mlflow_child" in cmdline:
+                if b"pytest_promptab.tracking.child" in cmdline:
                     pids.append(int(entry.name))
         except OSError:
             continue

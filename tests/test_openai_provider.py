@@ -21,7 +21,7 @@ from pytest_promptab.providers.retry import (
     parse_retry_after,
     run_with_retries,
 )
-from pytest_promptab.schema import Pricing, ProviderConfig, RetryConfig
+from pytest_promptab.workflow.schema import Pricing, ProviderConfig, RetryConfig
 from tests.fake_openai import (
     FakeOpenAI,
     Reply,

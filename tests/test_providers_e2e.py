@@ -35,7 +35,6 @@ from tests.fake_openai import (
     slow,
 )
 
-
 NO_MLFLOW = "--promptab-no-mlflow"
 KEY = "sk-promptab-e2e-SECRET-4242abcdefgh"
 """A recognisable fake API key: it must never show up anywhere."""

@@ -10,10 +10,13 @@ from typing import Any, Callable
 import pytest
 
 from pytest_promptab.providers.base import ProviderRequest, ProviderResponse
-from pytest_promptab.providers.registry import ConcurrencyLimitedProvider, ProviderRegistry
-from pytest_promptab.records import RunRecord
-from pytest_promptab.runner import Runner
-from pytest_promptab.schema import ProviderConfig
+from pytest_promptab.providers.registry import (
+    ConcurrencyLimitedProvider,
+    ProviderRegistry,
+)
+from pytest_promptab.run.records import RunRecord
+from pytest_promptab.run.runner import Runner
+from pytest_promptab.workflow.schema import ProviderConfig
 
 
 class Gauge:

@@ -73,7 +73,7 @@ def test_plugin_hooks_add_providers_and_see_runs_and_summary(pytester: pytest.Py
             registry.register("shout", Shouter)
 
         def pytest_promptab_register_checks(registry):
-            from pytest_promptab.records import CheckResult
+            from pytest_promptab.checks.result import CheckResult
             def exclaims(check, ctx):
                 ok = str(ctx.actual).endswith("!")
                 return CheckResult(name=check.name or check.type, type=check.type, passed=ok, score=float(ok))

@@ -11,9 +11,7 @@ import warnings
 
 import pytest
 
-from pytest_promptab.records import RunRecord
-from pytest_promptab.schema import ObjectiveConfig
-from pytest_promptab.stats import (
+from pytest_promptab.analysis.stats import (
     aggregate,
     choose_winner,
     compare_means,
@@ -24,7 +22,9 @@ from pytest_promptab.stats import (
     nearest_rank,
     wilson_interval,
 )
-from pytest_promptab.summary import Comparison
+from pytest_promptab.analysis.summary import Comparison
+from pytest_promptab.run.records import RunRecord
+from pytest_promptab.workflow.schema import ObjectiveConfig
 
 approx = pytest.approx
 

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_promptab import yaml_scalars
-from pytest_promptab.apply_best import change_for_variant
+from pytest_promptab.apply import scalars as yaml_scalars
+from pytest_promptab.apply.best import change_for_variant
+from pytest_promptab.apply.rewrite import NodeChange, WorkflowChange, rewrite
 from pytest_promptab.errors import ApplyError
-from pytest_promptab.schema import WorkflowConfig
-from pytest_promptab.variants import merge
-from pytest_promptab.yaml_rewrite import NodeChange, WorkflowChange, rewrite
+from pytest_promptab.workflow.schema import WorkflowConfig
+from pytest_promptab.workflow.variants import merge
 
 CORPUS = Path(__file__).parent / "rewrite_corpus"
 CASES = sorted(p.name[: -len(".input")] for p in CORPUS.glob("*.input") if not p.name.startswith("refuse_"))

@@ -1,2 +1,1 @@
-"""Providers: where prompts are sent. See :mod:`.base` for the interface and
-:mod:`.registry` for how types are looked up (built-ins and plugins)."""
+"""Providers: where prompts are sent; the interface, the registry, the built-in types, retries and record/replay."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
-from ..schema import Pricing
+from ..workflow.schema import Pricing
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError, ProviderError, ReplayMissError
-from ..schema import ProviderConfig
+from ..workflow.schema import ProviderConfig
 from .base import Provider, ProviderRequest, ProviderResponse
 
 CACHE_MODES = ("off", "record", "replay", "auto")

@@ -28,9 +28,14 @@ from typing import Any, Callable
 import httpx
 
 from ..errors import ConfigError, ProviderError
-from ..schema import ProviderConfig
+from ..workflow.schema import ProviderConfig
 from .base import ProviderRequest, ProviderResponse
-from .retry import TransientFailure, is_retryable_status, parse_retry_after, run_with_retries
+from .retry import (
+    TransientFailure,
+    is_retryable_status,
+    parse_retry_after,
+    run_with_retries,
+)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"

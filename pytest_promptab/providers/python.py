@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..callables import load_callable
 from ..errors import ProviderError
-from ..schema import ProviderConfig
+from ..workflow.callables import load_callable
+from ..workflow.schema import ProviderConfig
 from .base import ProviderRequest, ProviderResponse
 
 

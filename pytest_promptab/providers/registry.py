@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Hashable
 
 from ..errors import ConfigError
-from ..schema import ProviderConfig
+from ..workflow.schema import ProviderConfig
 from .base import Provider, ProviderRequest, ProviderResponse
 
 ProviderFactory = Callable[[ProviderConfig, Path], Provider]

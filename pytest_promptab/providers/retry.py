@@ -21,7 +21,7 @@ import time
 from typing import Callable, Mapping, TypeVar
 
 from ..errors import ProviderError
-from ..schema import RetryConfig
+from ..workflow.schema import RetryConfig
 
 T = TypeVar("T")
 

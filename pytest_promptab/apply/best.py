@@ -1,0 +1,166 @@
+"""``--promptab-apply-best``: decide whether an A/B test's winner goes into
+its workflow file, and if so write it there safely.
+
+The rules (SPEC section 8): nothing after an interrupted session, nor for an
+A/B test with failed or missing runs, nor without a significant winner other
+than the baseline; a file that changed since it was collected is left alone.
+Otherwise ``<file>.bak`` is written first, then the rewritten text (see
+:mod:`pytest_promptab.apply.rewrite`) goes to a temporary file in the same
+folder and is moved over the file atomically, keeping its permissions. Every
+outcome is an :class:`ApplyDecision` whose ``message`` is the one line the
+terminal shows.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..analysis.summary import ABTestSummary
+from ..errors import ApplyError
+from ..fileio import atomic_write_bytes
+from ..workflow.schema import WorkflowConfig
+from .rewrite import NodeChange, WorkflowChange, rewrite
+
+__all__ = ["ApplyDecision", "apply_winner", "change_for_variant"]
+
+
+@dataclass
+class ApplyDecision:
+    file: str
+    ab_test: str
+    applied: bool
+    variant: str | None
+    """The variant written into the file, or the winner that was not."""
+    message: str
+    """One line for the terminal: what was decided and why."""
+
+
+def change_for_variant(workflow: WorkflowConfig, variant_name: str) -> WorkflowChange:
+    """What must change in the file for its baseline to become ``variant_name``.
+
+    The variant's per-node prompts, systems and settings keys (merged over the
+    node's settings), and its provider keys (merged into the top-level
+    ``provider:``): the merges :mod:`pytest_promptab.workflow.variants` does when it
+    runs the variant, so the file then runs as the variant did. (A node's own
+    ``provider:`` wins over both, in the A/B test and after.) The baseline
+    itself is no change."""
+    ab_test = workflow.ab_test
+    if variant_name == ab_test.baseline:
+        return WorkflowChange(nodes={})
+    variant = next((v for v in ab_test.variants if v.name == variant_name), None)
+    if variant is None:
+        raise ApplyError(
+            f"A/B test {ab_test.name!r} has no variant {variant_name!r}; "
+            f"variants are: {', '.join(ab_test.variant_names)}"
+        )
+    nodes: dict[str, NodeChange] = {}
+    for node in workflow.nodes:
+        change = NodeChange(
+            prompt=variant.prompts.get(node.id),
+            system=variant.system.get(node.id),
+            settings=dict(variant.settings.get(node.id, {})),
+        )
+        if change.prompt is not None or change.system is not None or change.settings:
+            nodes[node.id] = change
+    provider = dict(variant.provider or {})
+    if provider and workflow.provider is None:
+        raise ApplyError(
+            f"variant {variant_name!r} overrides 'provider' but the file has no top-level 'provider:'",
+            hint="copy the variant's provider into the nodes by hand",
+        )
+    return WorkflowChange(nodes=nodes, provider=provider)
+
+
+def apply_winner(
+    path: Path,
+    workflow: WorkflowConfig,
+    summary: ABTestSummary,
+    *,
+    collected_sha256: str,
+    interrupted: bool,
+) -> ApplyDecision:
+    """Write the A/B test's winner into ``path`` when the rules allow it.
+
+    Never raises for a refusal: the decision says what happened and why."""
+    path = Path(path)
+    label = summary.file or str(path)
+    winner = summary.winner if summary.has_significant_winner else None
+
+    def refuse(why: str) -> ApplyDecision:
+        return ApplyDecision(label, summary.name, False, winner, f"{label}: not applied: {why}")
+
+    if interrupted:
+        return refuse("the session was interrupted")
+    if summary.failed_runs > 0:
+        n = summary.failed_runs
+        return refuse(f"{n} failed run{'s' if n != 1 else ''}")
+    if not summary.complete:
+        return refuse("not every run of the A/B test ran (deselected or stopped early)")
+    if winner is None:  # the reason says which: no significant winner, gates, no runs
+        return refuse(summary.winner_reason or "no significant winner")
+    violated = next((v.violated for v in summary.variants if v.name == winner), [])
+    if violated:
+        return refuse(f"{winner!r} violates {', '.join(violated)}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return refuse(f"cannot read the file ({exc.strerror or exc})")
+    if hashlib.sha256(data).hexdigest() != collected_sha256:
+        return refuse("file changed since collection")
+    encoding = _encoding(data)
+    try:
+        text = data.decode(encoding)
+        new_data = rewrite(text, change_for_variant(workflow, winner), path=label).encode(encoding)
+    except UnicodeError:
+        return refuse(f"the file is not valid {encoding} text")
+    except ApplyError as exc:
+        return refuse(_one_line(exc))
+    if new_data == data:
+        return refuse(f"the file already has the prompts of {winner!r}")
+    try:
+        _replace_file(path, data, new_data)
+    except OSError as exc:
+        return refuse(f"cannot write the file ({exc.strerror or exc}); it was left as it was")
+    return ApplyDecision(label, summary.name, True, winner, f"{label}: applied {winner!r} ({_why(summary, winner)})")
+
+
+def _why(summary: ABTestSummary, winner: str) -> str:
+    """``pass_rate +0.30, p=0.002``: the objective's difference and p-value."""
+    from ..analysis.stats import (  # numbers as the summary table shows them
+        format_number,
+        format_p,
+    )
+
+    comparison = next((v.comparison for v in summary.variants if v.name == winner), None)
+    if comparison is None or comparison.diff is None:
+        return summary.winner_reason or f"best on {summary.objective}"
+    text = f"{comparison.metric} {format_number(comparison.diff, comparison.metric, signed=True)}"
+    p = comparison.p_adjusted if comparison.p_adjusted is not None else comparison.p_value
+    return text if p is None else f"{text}, {format_p(p)}"
+
+
+def _one_line(exc: ApplyError) -> str:
+    text = exc.message + (f" (line {exc.line})" if exc.line else "") + (f"; {exc.hint}" if exc.hint else "")
+    return " ".join(text.split())
+
+
+def _encoding(data: bytes) -> str:
+    """The file's encoding; a BOM stays in the text so it is written back."""
+    if data.startswith(codecs.BOM_UTF16_LE):
+        return "utf-16-le"
+    if data.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16-be"
+    return "utf-8"
+
+
+def _replace_file(path: Path, old: bytes, new: bytes) -> None:
+    """Back up ``old`` to ``<file>.bak``, then put ``new`` in place atomically."""
+    target = Path(os.path.realpath(path))  # a symlink stays a symlink
+    mode = stat.S_IMODE(target.stat().st_mode)
+    atomic_write_bytes(path.with_name(path.name + ".bak"), old, mode)
+    atomic_write_bytes(target, new, mode)

@@ -1,0 +1,1 @@
+"""MLflow logging: the client calls, what goes into each run, the logging child process, git info."""

@@ -1,0 +1,146 @@
+"""The MLflow logging process: ``python -m pytest_promptab.tracking.child``.
+
+Started by the pytest controller at session start (see
+:mod:`pytest_promptab.tracking.process`), it imports mlflow and opens the
+tracking store while the tests run, so that logging at session end costs
+almost nothing. The protocol, one JSON document per line:
+
+1. stdin, at start: ``{"tracking_uri": ..., "rootdir": ...}`` (the URI may
+   hold credentials: it never goes through argv or the environment);
+2. stdin, at session end: ``{"summary": <SessionSummary.to_dict()>,
+   "tracking_uri": ..., "rootdir": ..., "results_path": ..., "applied":
+   {<A/B test node id>: <variant>}}``;
+3. stdout: the answer of :func:`run_logging`, then the process exits.
+
+End of input at any point makes it exit without touching MLflow. Whatever
+mlflow or its dependencies print goes to stderr (which the controller
+captures), never into the answer. Ctrl-C at the terminal is the controller's
+business: this process ignores SIGINT and is stopped by its controller.
+
+:func:`run_logging` is also what the controller calls in-process when it has
+no logging process: the same two steps as ever, :func:`log_session` then
+:func:`register_prompts` for each applied winner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from ..analysis.summary import SessionSummary
+
+
+def run_logging(
+    summary: SessionSummary, *, tracking_uri: str, rootdir: Path, results_path: Path, applied: dict[str, str]
+) -> dict[str, Any]:
+    """Log ``summary`` to MLflow, then register the prompts of the applied
+    winners (``applied``: A/B test node id -> variant). Never raises.
+
+    Returns ``{"ok", "message", "run_ids", "variant_run_ids", "registered",
+    "problems"}``: ``registered`` maps a node id to its ``prompts:/`` URIs,
+    ``problems`` lists the registrations that failed."""
+    from .log import MlflowLogError, log_session, register_prompts
+
+    outcome = log_session(summary, tracking_uri=tracking_uri, rootdir=rootdir, results_path=results_path)
+    answer: dict[str, Any] = {
+        "ok": outcome.ok,
+        "message": outcome.message,
+        "run_ids": outcome.run_ids,
+        "variant_run_ids": outcome.variant_run_ids,
+        "registered": {},
+        "problems": [],
+    }
+    if not outcome.ok:
+        return answer
+    for ab in summary.abtests:
+        variant = applied.get(ab.nodeid)
+        if variant is None:
+            continue
+        try:
+            answer["registered"][ab.nodeid] = register_prompts(
+                tracking_uri,
+                ab.variant(variant).prompts,
+                name_prefix=f"{ab.workflow}.{ab.name}",
+                run_id=outcome.variant_run_ids.get(ab.nodeid, {}).get(variant),
+                tags={"promptab.file": ab.file, "promptab.variant": variant, "promptab.ab_test": ab.name},
+            )
+        except MlflowLogError as exc:
+            answer["problems"].append(exc.message)
+    return answer
+
+
+def warm_up(tracking_uri: str) -> None:
+    """Import mlflow and open the tracking store (MLflow caches it per URI),
+    without creating anything: a sqlite database that does not exist yet is
+    left for session end, when there is something to log. Never raises; a
+    failure here shows again, and is reported, when logging."""
+    from .log import _client_class, _env, _http_defaults, _quiet
+
+    try:
+        client_class = _client_class()
+        with _quiet(), _env(_http_defaults()):
+            from mlflow.entities import Metric, Param, RunTag  # noqa: F401
+
+            scheme = urlsplit(tracking_uri).scheme.split("+", 1)[0]
+            if scheme == "sqlite":
+                import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+                database = tracking_uri.split(":///", 1)[-1].split("?", 1)[0]
+                if database and Path(database).is_file():
+                    client_class(tracking_uri)  # opens the store, which MLflow caches
+            elif scheme in ("http", "https"):
+                client_class(tracking_uri)  # no network, no file written
+    except Exception:  # noqa: BLE001
+        return
+
+
+def serve(stdin: TextIO, answer_to: TextIO) -> int:
+    """Run the protocol on ``stdin``; write the answer to ``answer_to``."""
+    hello_line = stdin.readline()
+    if not hello_line.strip():
+        return 0
+    hello = json.loads(hello_line)
+    warm_up(hello["tracking_uri"])
+    line = stdin.readline()
+    if not line.strip():
+        return 0  # the controller had nothing to log, or went away
+    request = json.loads(line)
+    uri = request["tracking_uri"]
+    try:
+        answer = run_logging(
+            SessionSummary.from_dict(request["summary"]),
+            tracking_uri=uri,
+            rootdir=Path(request["rootdir"]),
+            results_path=Path(request["results_path"]),
+            applied=dict(request.get("applied") or {}),
+        )
+    except Exception as exc:  # noqa: BLE001 - the controller must get an answer
+        from .log import describe_error
+
+        answer = {"ok": False, "message": describe_error(exc, uri), "run_ids": {}, "variant_run_ids": {}}
+    answer_to.write(json.dumps(answer) + "\n")
+    answer_to.flush()
+    return 0
+
+
+def main() -> int:  # pragma: no cover - runs in the child process
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the answer gets its own copy of stdout; anything else printed (by
+    # mlflow, alembic, a warning) lands on stderr, which the controller keeps
+    answer_to = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    code = serve(sys.stdin, answer_to)
+    answer_to.close()
+    sys.stderr.flush()
+    # everything is written (MLflow's calls are synchronous); don't wait on
+    # background threads a library may have left at interpreter shutdown
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

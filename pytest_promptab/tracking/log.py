@@ -1,0 +1,375 @@
+"""Log a session's summary to MLflow, and register applied prompts.
+
+Called once, by the pytest controller, at session end, after the results file
+is written. Layout: an experiment per workflow (or ``mlflow.experiment``), a
+parent run per A/B test, a nested child run per variant with params, every
+aggregate as a metric, tags, and artifacts (the full prompts, and a
+``runs.json`` table the MLflow UI renders); what goes into each run is built
+by :mod:`pytest_promptab.tracking.layout`. This module makes the client calls:
+only ``MlflowClient`` with explicit run ids is used (no fluent API), and
+mlflow is imported inside the functions, so importing this module is cheap.
+
+:func:`log_session` never raises: every failure (server down or slow, HTTP
+500, a deleted experiment, ...) becomes a :class:`LogOutcome` with a one-line
+message. No secret is logged: settings named like keys, tokens or credentials
+are dropped, and URIs are shown without their user info.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..analysis.summary import ABTestSummary, SessionSummary, VariantSummary
+from ..errors import PromptabError
+from . import layout
+from .layout import MAX_TAG_VALUE, prompt_name
+
+__all__ = [
+    "HTTP_LIMITS",
+    "LogOutcome",
+    "MlflowLogError",
+    "describe_error",
+    "log_session",
+    "prompt_name",
+    "redact_uri",
+    "register_prompts",
+    "resolve_tracking_uri",
+]
+
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+}
+"""Set while talking to MLflow, unless the user set them: a dead server fails
+in seconds (MLflow's defaults, 7 retries with backoff and 120 s, take minutes)."""
+
+_QUIET_LOGGERS = ("mlflow", "alembic", "urllib3", "sqlalchemy")
+_USERINFO = re.compile(r"(//)[^/@\s]+@")
+
+
+class MlflowLogError(PromptabError):
+    """MLflow refused or failed; the message says why and what to do."""
+
+
+@dataclass
+class LogOutcome:
+    ok: bool
+    message: str
+    run_ids: dict[str, str] = field(default_factory=dict)
+    """``ABTestSummary.nodeid`` -> parent run id, for the A/B tests logged."""
+    variant_run_ids: dict[str, dict[str, str]] = field(default_factory=dict)
+    """``ABTestSummary.nodeid`` -> variant name -> child run id."""
+    experiment_ids: dict[str, str] = field(default_factory=dict)
+    """``ABTestSummary.nodeid`` -> experiment id."""
+
+
+def resolve_tracking_uri(option: str | None, ini: str | None, env: Mapping[str, str], rootdir: Path) -> str:
+    """The option, else the ini value, else ``MLFLOW_TRACKING_URI``, else
+    ``sqlite:///<rootdir>/mlflow.db`` (absolute: what ``mlflow ui`` at the root shows)."""
+    for candidate in (option, ini, env.get("MLFLOW_TRACKING_URI")):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    return "sqlite:///" + (Path(rootdir).resolve() / "mlflow.db").as_posix()
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` without user info: ``https://user:token@host`` -> ``https://***@host``."""
+    return _USERINFO.sub(r"\1***@", uri)
+
+
+def log_session(summary: SessionSummary, *, tracking_uri: str, rootdir: Path, results_path: Path) -> LogOutcome:
+    """Log every A/B test of ``summary`` to ``tracking_uri``. Never raises."""
+    outcome = LogOutcome(ok=True, message="")
+    if not summary.abtests:
+        outcome.message = "nothing to log to MLflow (no A/B test ran)"
+        return outcome
+    created: list[str] = []
+    client: Any = None
+    try:
+        client_class = _client_class()
+    except MlflowLogError as exc:
+        return LogOutcome(ok=False, message=exc.message)
+    with _quiet(), _env(_http_defaults()):
+        try:
+            client = client_class(tracking_uri)
+            common = layout.session_tags(Path(rootdir))
+            common["promptab.session"] = uuid.uuid4().hex[:12]
+            for ab in summary.abtests:
+                name = ab.experiment or ab.workflow or "promptab"
+                exp_id = _experiment_id(client, tracking_uri, name, Path(rootdir))
+                outcome.experiment_ids[ab.nodeid] = exp_id
+                parent, children = _log_abtest(client, exp_id, ab, common, Path(results_path), created)
+                outcome.run_ids[ab.nodeid] = parent
+                outcome.variant_run_ids[ab.nodeid] = children
+        except Exception as exc:  # noqa: BLE001 - nothing may escape into the session
+            outcome.ok = False
+            outcome.message = describe_error(exc, tracking_uri)
+            if client is not None and not _is_transport_error(exc):
+                for run_id in reversed(created):  # don't leave half-logged runs "RUNNING"
+                    with contextlib.suppress(Exception):
+                        client.set_terminated(run_id, "FAILED")
+            return outcome
+    n = len(summary.abtests)
+    outcome.message = f"logged {n} A/B test{'' if n == 1 else 's'} to MLflow at {redact_uri(tracking_uri)}"
+    return outcome
+
+
+def register_prompts(
+    tracking_uri: str,
+    prompts: dict[str, str],
+    *,
+    name_prefix: str,
+    run_id: str | None,
+    tags: dict[str, str],
+    commit_message: str | None = None,
+) -> list[str]:
+    """Register each node's prompt as a new version of the prompt
+    ``<name_prefix>.<node>`` (sanitized) in MLflow's prompt registry, link the
+    versions to ``run_id`` and tag it ``promptab.applied=true``. Returns the
+    ``prompts:/<name>/<version>`` URIs. Raises :class:`MlflowLogError`."""
+    client_class = _client_class()
+    with _quiet(), _env(_http_defaults()):
+        try:
+            client = client_class(tracking_uri)
+            run = client.get_run(run_id) if run_id else None
+            # register_prompt links each version to the "current" experiment,
+            # which it finds through MLflow's global state: point that at ours.
+            scope = {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_EXPERIMENT_NAME": None}
+            scope["MLFLOW_EXPERIMENT_ID"] = run.info.experiment_id if run else None
+            version_tags = {layout.key(k): layout.cap(str(v), MAX_TAG_VALUE) for k, v in tags.items()}
+            with _env(scope):
+                versions = [
+                    client.register_prompt(
+                        name=prompt_name(f"{name_prefix}.{node}"),
+                        template=template,
+                        commit_message=commit_message or f"promptab: applied prompt of node {node}",
+                        tags=dict(version_tags),
+                    )
+                    for node, template in prompts.items()
+                ]
+            uris = [f"prompts:/{v.name}/{v.version}" for v in versions]
+            if run is not None:
+                _tag_applied(client, run, versions, uris)
+            return uris
+        except MlflowLogError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise MlflowLogError(
+                f"could not register the applied prompts in MLflow's prompt registry: "
+                f"{describe_error(exc, tracking_uri)}"
+            ) from exc
+
+
+def describe_error(exc: BaseException, tracking_uri: str) -> str:
+    """One line naming the cause of an MLflow failure, without secrets."""
+    if isinstance(exc, PromptabError):
+        return exc.message
+    where = f"MLflow at {redact_uri(tracking_uri)}"
+    text = _chain_text(exc)
+    low = text.lower()
+    status = re.search(r"too many (\d{3}) error responses|(?:status|error) code (\d{3})|HTTP (\d{3})", text)
+    if status:
+        code = next(g for g in status.groups() if g)
+        if code in ("401", "403"):
+            return (
+                f"{where} answered HTTP {code} (not authorized): set MLFLOW_TRACKING_TOKEN, or "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+            )
+        kind = "server error; check the server's log" if code.startswith("5") else "request refused"
+        return f"{where} answered HTTP {code} ({kind})"
+    if any(s in low for s in ("connection refused", "failed to establish a new connection", "name or service")):
+        return f"{where} is not reachable (connection refused: is the server running?)"
+    if "timed out" in low or "timeout" in low:
+        timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_LIMITS["MLFLOW_HTTP_REQUEST_TIMEOUT"])
+        return f"{where} did not answer within {timeout} s (server down or overloaded)"
+    if any(s in low for s in ("remotedisconnected", "connection aborted", "connection reset")):
+        return f"{where} dropped the connection (did the server stop?)"
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return redact_uri(f"{where}: {type(exc).__name__}: {first}")[:400]
+
+
+# ------------------------------------------------------------------ internals
+
+
+def _client_class() -> Any:
+    """``MlflowClient``, imported on first use (mlflow takes seconds to import)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from mlflow.tracking import MlflowClient
+    except ImportError as exc:
+        raise MlflowLogError(
+            f"mlflow cannot be imported ({exc}); pip install mlflow, or run with --promptab-no-mlflow"
+        ) from exc
+    return MlflowClient
+
+
+def _http_defaults() -> dict[str, str | None]:
+    return {name: value for name, value in HTTP_LIMITS.items() if name not in os.environ}
+
+
+@contextlib.contextmanager
+def _env(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (None: unset) environment variables for the block; restore them after."""
+    saved = {name: os.environ.get(name) for name in values}
+
+    def apply(pairs: Mapping[str, str | None]) -> None:
+        for name, value in pairs.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    apply(values)
+    try:
+        yield
+    finally:
+        apply(saved)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep MLflow's chatter (table creation, retries, warnings) out of the
+    pytest output: the outcome's message says what matters."""
+    loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _chain_text(exc: BaseException) -> str:
+    parts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(parts) < 10:
+        parts.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__ or current.__context__
+    return " | ".join(parts)
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    low = _chain_text(exc).lower()
+    return any(s in low for s in ("connection", "timed out", "timeout", "max retries", "error responses"))
+
+
+def _experiment_id(client: Any, uri: str, name: str, rootdir: Path) -> str:
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        eid = experiment.experiment_id
+        if experiment.lifecycle_stage == "deleted":
+            raise MlflowLogError(
+                f"MLflow experiment {name!r} (id {eid}) is deleted; restore it with "
+                f"`mlflow experiments restore --experiment-id {eid}`, purge it for good with "
+                f"`mlflow gc --experiment-ids {eid}`, or log elsewhere with `mlflow: {{experiment: <name>}}` "
+                f"in the workflow file (tracking URI {redact_uri(uri)})"
+            )
+        return str(eid)
+    try:
+        if urlsplit(uri).scheme.split("+", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql"):
+            # The client's store would put artifacts in ./mlruns of the current
+            # directory; put them where `mlflow server` started at the rootdir
+            # puts its own: <rootdir>/mlartifacts/<experiment id>.
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            store = SqlAlchemyStore(uri, (rootdir.resolve() / "mlartifacts").as_uri())
+            try:
+                return str(store.create_experiment(name))
+            finally:
+                with contextlib.suppress(Exception):
+                    store.engine.dispose()
+        return str(client.create_experiment(name))  # a server decides (it proxies artifacts)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_ALREADY_EXISTS":  # another session created it meanwhile
+            return str(client.get_experiment_by_name(name).experiment_id)
+        raise
+
+
+def _log_abtest(
+    client: Any, exp_id: str, ab: ABTestSummary, common: dict[str, str], results_path: Path, created: list[str]
+) -> tuple[str, dict[str, str]]:
+    now = int(time.time() * 1000)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now / 1000))
+    parent = client.create_run(exp_id, start_time=now, run_name=f"{ab.name} {stamp}").info.run_id
+    created.append(parent)
+    common = layout.abtest_common_tags(ab, common)
+    _log_batch(client, parent, now, layout.parent_params(ab), layout.parent_metrics(ab), layout.parent_tags(ab, common))
+    files = {"runs.json": layout.runs_table(ab, None)}
+    if results_path.is_file():
+        files["results.json"] = results_path.read_text(encoding="utf-8")
+    _log_files(client, parent, files)
+
+    children: dict[str, str] = {}
+    for variant in ab.variants:
+        child = client.create_run(exp_id, start_time=now, run_name=variant.name, tags={"mlflow.parentRunId": parent})
+        created.append(child.info.run_id)
+        children[variant.name] = child.info.run_id
+        _log_variant(client, child.info.run_id, now, ab, variant, common)
+        client.set_terminated(child.info.run_id, "FINISHED")
+    client.set_terminated(parent, "FINISHED")
+    return parent, children
+
+
+def _log_variant(
+    client: Any, run_id: str, now: int, ab: ABTestSummary, v: VariantSummary, common: dict[str, str]
+) -> None:
+    params, metrics = layout.variant_params(ab, v), layout.variant_metrics(v)
+    _log_batch(client, run_id, now, params, metrics, layout.variant_tags(ab, v, common))
+    _log_files(client, run_id, layout.variant_files(ab, v))
+
+
+def _log_batch(
+    client: Any, run_id: str, now: int, params: dict[str, Any], metrics: dict[str, Any], tags: dict[str, Any]
+) -> None:
+    """``log_batch`` in as few calls as MLflow's per-call limits allow."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    for metrics_now, params_now, tags_now in layout.batches(params, metrics, tags):
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in metrics_now],
+            params=[Param(k, v) for k, v in params_now],
+            tags=[RunTag(k, v) for k, v in tags_now],
+            synchronous=True,
+        )
+
+
+def _log_files(client: Any, run_id: str, files: dict[str, str]) -> None:
+    with tempfile.TemporaryDirectory(prefix="promptab-mlflow-") as tmp:
+        for name, text in files.items():
+            path = Path(tmp, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        client.log_artifacts(run_id, tmp)
+
+
+def _tag_applied(client: Any, run: Any, versions: list[Any], uris: list[str]) -> None:
+    """Tag the winning run and link the prompt versions to it as
+    ``link_prompt_version_to_run`` does (which, in mlflow 3, reads the global
+    tracking URI instead of the client's)."""
+    from mlflow.entities import RunTag
+
+    registered = [(v.name, str(v.version)) for v in versions]
+    tags = layout.applied_tags(run.data.tags.get("mlflow.linkedPrompts"), registered, uris)
+    client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()], synchronous=True)

@@ -1,0 +1,336 @@
+"""The workflow file format: pydantic models, the one definition of it.
+
+The loader (:mod:`pytest_promptab.workflow.loader`) turns YAML into plain data with line
+marks and validates it against :class:`WorkflowConfig`; everything after that
+works on these frozen models. Cross-field rules that need the whole file (node
+ids referenced by variants, metrics named by gates) live here too, as model
+validators, so that an invalid file never reaches the engine.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+RUN_STATS = ("n", "mean", "std", "min", "max", "p50", "p95")
+"""The statistics computed for every metric of every variant."""
+
+BASE_METRICS = (
+    "latency_ms",
+    "tokens_in",
+    "tokens_out",
+    "tokens_total",
+    "cost_usd",
+    "score",
+    "passed",
+)
+"""Per-run metrics every workflow has; ``node.<id>.latency_ms`` and
+``check.<name>`` come on top."""
+
+GateAction = Literal["WARN", "FAIL", "BLOCK_DEPLOY"]
+
+
+class LocatedValueError(ValueError):
+    """A validation error that knows where below the model it was found, so the
+    loader can point at the right line (``loc`` is relative to the model)."""
+
+    def __init__(self, message: str, loc: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.loc = tuple(loc)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Pricing(_Model):
+    """USD per million tokens."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+
+class RetryConfig(_Model):
+    """How a provider retries transient failures (429, 5xx, timeouts)."""
+
+    max_attempts: int = Field(5, ge=1, le=50)
+    max_total_s: float = Field(120.0, gt=0)
+    backoff_initial_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+
+
+class ProviderConfig(_Model):
+    """Where a node's prompt is sent."""
+
+    type: str = "openai"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    callable: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    pricing: Pricing | None = None
+    timeout_s: float = Field(60.0, gt=0)
+    max_concurrency: int | None = Field(None, ge=1)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Free-form options for provider types registered by other plugins."""
+
+    @model_validator(mode="after")
+    def _python_needs_callable(self) -> ProviderConfig:
+        if self.type == "python" and not self.callable:
+            raise ValueError("a provider of type 'python' needs 'callable: path/to/file.py:function'")
+        return self
+
+
+class NodeConfig(_Model):
+    """One prompt step of the workflow."""
+
+    id: str = Field(min_length=1)
+    prompt: str
+    system: str | None = None
+    output: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    parse: Literal["text", "json"] = "text"
+    provider: dict[str, Any] | None = None
+    """Keys of ``provider`` to override for this node only."""
+
+    @property
+    def output_key(self) -> str:
+        return self.output or self.id
+
+
+class CaseConfig(_Model):
+    id: str = Field(min_length=1)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    expected: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_to_str(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, (int, float)) else value
+
+
+class CheckConfig(_Model):
+    """A check applied to every run; ``type`` is validated against the
+    registry of check types when the file is loaded."""
+
+    name: str | None = None
+    type: str
+    field: str | None = None
+    value: Any = None
+    min: float = 0.5
+    weight: float = Field(1.0, ge=0)
+    callable: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    rubric: str | None = None
+    provider: dict[str, Any] | None = None
+    case_sensitive: bool = True
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class VariantConfig(_Model):
+    """A challenger: overrides of the baseline's prompts, per node id."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    prompts: dict[str, str] = Field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    system: dict[str, str] = Field(default_factory=dict)
+    provider: dict[str, Any] | None = None
+
+
+class ObjectiveConfig(_Model):
+    metric: str = "pass_rate"
+    goal: Literal["max", "min"] = "max"
+
+    @property
+    def run_metric(self) -> str:
+        """The per-run metric behind the objective (``pass_rate`` -> ``passed``)."""
+        if self.metric == "pass_rate":
+            return "passed"
+        return self.metric[: -len(".mean")] if self.metric.endswith(".mean") else self.metric
+
+
+class GateConfig(_Model):
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    action: GateAction = "FAIL"
+    name: str | None = None
+    variants: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _has_bound(self) -> GateConfig:
+        if self.min is None and self.max is None:
+            raise ValueError("a gate needs 'min', 'max' or both")
+        return self
+
+    @property
+    def label(self) -> str:
+        """``pass_rate>=0.8``, ``latency_ms.p95<=2000``, or the gate's name."""
+        if self.name:
+            return self.name
+        parts = []
+        if self.min is not None:
+            parts.append(f"{self.metric}>={_num(self.min)}")
+        if self.max is not None:
+            parts.append(f"{self.metric}<={_num(self.max)}")
+        return ",".join(parts)
+
+    def split_metric(self) -> tuple[str, str]:
+        """``latency_ms.p95`` -> (``latency_ms``, ``p95``); ``pass_rate`` -> (``pass_rate``, ``mean``)."""
+        if self.metric == "pass_rate":
+            return "pass_rate", "mean"
+        base, _, stat = self.metric.rpartition(".")
+        return base, stat
+
+
+class ABTestConfig(_Model):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    runs: int = Field(1, ge=1, le=100_000)
+    baseline: str = Field("baseline", min_length=1)
+    variants: list[VariantConfig] = Field(default_factory=list)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    gates: list[GateConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ABTestConfig:
+        seen = {self.baseline}
+        for index, variant in enumerate(self.variants):
+            if variant.name in seen:
+                what = "the baseline's name" if variant.name == self.baseline else "used twice"
+                raise LocatedValueError(
+                    f"variant name {variant.name!r} is {what}; variant names must be unique",
+                    ("variants", index, "name"),
+                )
+            seen.add(variant.name)
+        return self
+
+    @property
+    def variant_names(self) -> list[str]:
+        return [self.baseline, *(v.name for v in self.variants)]
+
+
+class MlflowConfig(_Model):
+    experiment: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+class WorkflowConfig(_Model):
+    """A whole workflow file."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    provider: ProviderConfig | None = None
+    nodes: list[NodeConfig] = Field(min_length=1)
+    cases: list[CaseConfig] | str | None = None
+    inputs: dict[str, Any] | None = None
+    checks: list[CheckConfig] = Field(default_factory=list)
+    ab_test: ABTestConfig
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> WorkflowConfig:
+        node_ids = [n.id for n in self.nodes]
+        for index, node in enumerate(self.nodes):
+            if node_ids.index(node.id) != index:
+                raise LocatedValueError(f"node id {node.id!r} is used twice; node ids must be unique", ("nodes", index, "id"))
+            if not _ID_RE.match(node.id):
+                raise LocatedValueError(
+                    f"node id {node.id!r} may only use letters, digits, '_', '.', '-'", ("nodes", index, "id")
+                )
+            if self.provider is None and node.provider is None:
+                raise LocatedValueError(
+                    "no provider for this node: add a top-level 'provider:' (or one on every node)", ("nodes", index)
+                )
+        if self.cases is not None and self.inputs is not None:
+            raise LocatedValueError("give either 'cases' or 'inputs', not both", ("inputs",))
+        if isinstance(self.cases, list):
+            ids = [c.id for c in self.cases]
+            for index, case_id in enumerate(ids):
+                if ids.index(case_id) != index:
+                    raise LocatedValueError(
+                        f"case id {case_id!r} is used twice; case ids must be unique", ("cases", index, "id")
+                    )
+        names = self.check_names()
+        for index, name in enumerate(names):
+            if names.index(name) != index:
+                raise LocatedValueError(
+                    f"check name {name!r} is used twice; give each check its own 'name:'", ("checks", index)
+                )
+        for v_index, variant in enumerate(self.ab_test.variants):
+            for kind in ("prompts", "settings", "system"):
+                for node_id in getattr(variant, kind):
+                    if node_id not in node_ids:
+                        close = _closest(node_id, node_ids)
+                        raise LocatedValueError(
+                            f"variant {variant.name!r} overrides {kind} of unknown node {node_id!r}{close}; "
+                            f"nodes are: {', '.join(node_ids)}",
+                            ("ab_test", "variants", v_index, kind, node_id),
+                        )
+        known = set(self.run_metric_names())
+        for g_index, gate in enumerate(self.ab_test.gates):
+            try:
+                _check_metric_name(gate.metric, known, what="gate")
+            except ValueError as exc:
+                raise LocatedValueError(str(exc), ("ab_test", "gates", g_index, "metric")) from None
+            for name in gate.variants or ():
+                if name not in self.ab_test.variant_names:
+                    raise LocatedValueError(
+                        f"gate on {gate.metric!r} names unknown variant {name!r}; "
+                        f"variants are: {', '.join(self.ab_test.variant_names)}",
+                        ("ab_test", "gates", g_index, "variants"),
+                    )
+        objective = self.ab_test.objective
+        if objective.metric != "pass_rate" and objective.run_metric not in known:
+            raise LocatedValueError(
+                f"objective metric {objective.metric!r} is not a metric of this workflow; "
+                f"use pass_rate or one of: {', '.join(sorted(known))}",
+                ("ab_test", "objective", "metric"),
+            )
+        return self
+
+    def check_names(self) -> list[str]:
+        return [c.name or c.type for c in self.checks]
+
+    def run_metric_names(self) -> list[str]:
+        """Every per-run metric this workflow records."""
+        names = list(BASE_METRICS)
+        names += [f"node.{n.id}.latency_ms" for n in self.nodes]
+        names += [f"check.{name}" for name in self.check_names()]
+        return names
+
+
+def _check_metric_name(metric: str, known: set[str], *, what: str) -> None:
+    if metric == "pass_rate":
+        return
+    base, _, stat = metric.rpartition(".")
+    if not base or stat not in RUN_STATS:
+        raise ValueError(
+            f"{what} metric {metric!r} must be 'pass_rate' or '<metric>.<stat>' "
+            f"with stat one of {', '.join(RUN_STATS)} (e.g. latency_ms.p95)"
+        )
+    if base not in known and not any(base.startswith(k + ".") for k in known if k.startswith("check.")):
+        raise ValueError(
+            f"{what} metric {metric!r}: unknown metric {base!r}{_closest(base, sorted(known))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+
+
+def _closest(word: str, choices: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
