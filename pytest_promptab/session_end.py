@@ -70,7 +70,7 @@ def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> 
     tr = terminalreporter
     tr.write_sep("=", "promptab summary")
     for ab in summary.abtests:
-        for line in render_abtest(ab, verbose=psession.options.verbose > 0):
+        for line in render_abtest(ab, verbose=psession.options.verbose > 0, width=tr._tw.fullwidth):
             tr.write_line(line)
         tr.write_line("")
     tr.write_line(f"results: {_shown(psession.options.results_path)}")
