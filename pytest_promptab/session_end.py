@@ -92,12 +92,14 @@ def _safe_uri(uri: str) -> str:
 
 
 def _how_to_open(uri: str, psession: PromptabSession) -> str:
+    from .tracking.ui import ui_command
+
     rootdir = psession.options.rootdir
     if uri == f"sqlite:///{rootdir / 'mlflow.db'}":
-        return f"see it with: mlflow ui (started in {_shown(rootdir) if _shown(rootdir) != '.' else 'this folder'})"
+        return ui_command(f"mlflow ui (started in {_shown(rootdir) if _shown(rootdir) != '.' else 'this folder'})")
     if uri.startswith(("http://", "https://")):
         return f"see it at {_safe_uri(uri)}"
-    return f"see it with: mlflow ui --backend-store-uri {_safe_uri(uri)}"
+    return ui_command(f"mlflow ui --backend-store-uri {_safe_uri(uri)}")
 
 
 def record_warning(config: pytest.Config, text: str, nodeid: str = "") -> None:

@@ -72,6 +72,28 @@ def test_default_store_is_sqlite_at_rootdir(pytester: pytest.Pytester, echo_work
     assert not {p.name for p in sub.iterdir()} & {"mlflow.db", "mlartifacts", "mlruns", ".promptab"}
 
 
+@pytest.mark.parametrize("ui", [True, False], ids=["ui-installed", "skinny-only"])
+def test_summary_says_how_to_install_the_ui_when_it_is_missing(
+    pytester: pytest.Pytester, echo_workflow, monkeypatch: pytest.MonkeyPatch, ui: bool
+) -> None:
+    """promptab depends on mlflow-skinny; `mlflow ui` comes with the `ui` extra."""
+    from pytest_promptab.tracking import ui as ui_module
+    from tests.test_end_to_end import SIMPLE
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(ui_module, "ui_installed", lambda: ui)
+    echo_workflow("flow", SIMPLE)
+    result = pytester.runpytest("--promptab", "flow.yaml")
+    assert result.ret == 0, result.stdout.str()
+    if ui:
+        result.stdout.fnmatch_lines(["MLflow: sqlite:///*; see it with: mlflow ui (started in this folder)"])
+    else:
+        result.stdout.fnmatch_lines(
+            ['MLflow: sqlite:///*; see it with: mlflow ui (started in this folder), once the UI is installed'
+             ' (pip install "pytest-promptab[[]ui[]]")']
+        )  # fmt: skip
+
+
 def test_xdist_session_logs_once(pytester: pytest.Pytester, examples_dir: Path, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'x.db'}"
     result = pytester.runpytest_subprocess("--promptab", "examples/", "-n", "2", "--promptab-mlflow-uri", uri)
