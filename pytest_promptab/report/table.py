@@ -156,8 +156,8 @@ def render_abtest(summary: ABTestSummary, *, verbose: bool = False, width: int |
             lines += _wrap(f"  [{judgement.action}] {judgement.message}", width, indent="    ")
     if verbose:
         lines += _check_table(summary, width)
-    if summary.apply_decision:
-        lines += _wrap(f"apply-best: {summary.apply_decision}", width, indent="  ")
+    if summary.apply_decision:  # one line, whatever the width: what CI logs are searched for
+        lines.append(f"apply-best: {summary.apply_decision}")
     return lines
 
 

@@ -6,15 +6,17 @@ the file up front instead of every one of its runs."""
 from __future__ import annotations
 
 import json
+import re
 
 from pydantic import ValidationError
 
-from ..checks.registry import CheckRegistry
+from ..checks.registry import BUILTINS, CheckRegistry
 from ..errors import ConfigError
 from ..providers.registry import ProviderRegistry
 from ..workflow.callables import load_callable
 from ..workflow.loader import LoadedWorkflow
-from ..workflow.schema import ProviderConfig
+from ..workflow.marked_yaml import CONTENT
+from ..workflow.schema import CheckConfig, ProviderConfig
 from ..workflow.templates import TemplateRenderer, line_of_name
 from ..workflow.variants import merge, resolve_nodes
 
@@ -62,13 +64,23 @@ def validate_workflow(
                 check_schema(check.schema_, name=check.name or check.type)
             except CheckError as exc:
                 raise ConfigError(exc.message, path=display, line=line) from None
+        name = check.name or check.type
+        value_line = loaded.line("checks", index, "value", CONTENT)
+        _check_field(check.field, name, input_names | all_outputs | BUILTIN_NAMES, display,
+                     loaded.line("checks", index, "field"))
+        _check_keys_of_type(check, name, display, loaded.line("checks", index, "schema"))
         values = check.value if isinstance(check.value, list) else [check.value]
         for value in values:
             if isinstance(value, str):
-                _check_names(
-                    renderer, value, input_names | all_outputs | BUILTIN_NAMES,
-                    where=f"check {(check.name or check.type)!r} value", display=display, line=line,
-                )
+                where = f"check {name!r} value"
+                _check_names(renderer, value, input_names | all_outputs | BUILTIN_NAMES,
+                             where=where, display=display, line=value_line)
+                _check_expected(renderer, value, loaded, where=where, display=display, line=value_line)
+                if check.type == "regex":
+                    _check_regex(value, check, name, display, value_line)
+        if check.rubric:
+            _check_expected(renderer, check.rubric, loaded, where=f"check {name!r} rubric", display=display,
+                            line=loaded.line("checks", index, "rubric", CONTENT))
     for variant in config.ab_test.variant_names:
         nodes = resolve_nodes(loaded, variant)
         for index, node in enumerate(nodes):
@@ -91,10 +103,9 @@ def validate_workflow(
                     raise ConfigError(exc.message, path=display, line=loaded.line("provider", "callable")) from None
             for source, line, part in ((node.prompt, node.prompt_line, "prompt"), (node.system, node.system_line, "system")):
                 if source:
-                    _check_names(
-                        renderer, source, known,
-                        where=f"variant {variant!r} node {node.id!r} {part}", display=display, line=line,
-                    )
+                    where = f"variant {variant!r} node {node.id!r} {part}"
+                    _check_names(renderer, source, known, where=where, display=display, line=line)
+                    _check_expected(renderer, source, loaded, where=where, display=display, line=line)
             known = known | {node.output_key}
 
 
@@ -111,6 +122,72 @@ def _check_names(
             hint=f"the names in scope are: {', '.join(sorted(known))} "
             "(case inputs, outputs of earlier nodes, expected, variant, run)",
         )
+
+
+def _check_field(field: str | None, name: str, known: set[str], display: str, line: int | None) -> None:
+    """A check's ``field`` is a case input, a node output (a dotted name
+    reaches into a ``parse: json`` output) or a built-in name."""
+    if field is None or field in known or field.partition(".")[0] in known:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(field, sorted(known - BUILTIN_NAMES), n=1)
+    raise ConfigError(
+        f"check {name!r}: field {field!r} names no node output or case input",
+        path=display,
+        line=line,
+        hint=(f"did you mean {close[0]!r}? " if close else "")
+        + f"fields are: {', '.join(sorted(known - BUILTIN_NAMES))} (a dotted name reaches into a parse: json output)",
+    )
+
+
+def _check_keys_of_type(check: CheckConfig, name: str, display: str, line: int | None) -> None:
+    """``schema:`` means something to ``json_schema`` only (a plugin's check
+    type may read it: only promptab's own types are held to this)."""
+    if check.schema_ is not None and check.type in BUILTINS and check.type != "json_schema":
+        what = ("only checks that the output parses as JSON" if check.type == "json"
+                else "does not read 'schema:'")
+        raise ConfigError(
+            f"check {name!r}: type {check.type!r} {what}; the schema would be ignored",
+            path=display,
+            line=line,
+            hint="to validate the output against 'schema:', use type: json_schema",
+        )
+
+
+def _check_regex(pattern: str, check: CheckConfig, name: str, display: str, line: int | None) -> None:
+    if "{{" in pattern or "{%" in pattern:
+        return  # a template: compiled per run, once rendered
+    try:
+        re.compile(pattern, 0 if check.case_sensitive else re.IGNORECASE)
+    except re.error as exc:
+        raise ConfigError(
+            f"check {name!r} (regex): invalid pattern {pattern!r}: {exc}",
+            path=display,
+            line=line,
+            hint="patterns use Python's re syntax; in YAML, single-quote them so backslashes stay",
+        ) from None
+
+
+def _check_expected(
+    renderer: TemplateRenderer, source: str, loaded: LoadedWorkflow, *, where: str, display: str, line: int | None
+) -> None:
+    """Every ``expected.x`` a template reads is in every case's ``expected``:
+    otherwise each run of that case would fail on it."""
+    keys = renderer.expected_keys(source, where=where, path=display, line=line)
+    for key in keys:
+        for index, case in enumerate(loaded.cases):
+            if key in case.expected:
+                continue
+            inline = isinstance(loaded.config.cases, list)
+            at = f" (line {loaded.line('cases', index)})" if inline else ""
+            raise ConfigError(
+                f"{where} uses expected.{key}, but case {case.id!r}{at} has no expected.{key}",
+                path=display,
+                line=line_of_name(source, "expected", line),
+                hint=f"give case {case.id!r} 'expected: {{{key}: ...}}', "
+                f"or write {{{{ expected.{key} | default('') }}}} where it may be missing",
+            )
 
 
 def _provider_config(data: dict[str, object], display: str, line: int | None) -> ProviderConfig:

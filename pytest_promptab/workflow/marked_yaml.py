@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from .textline import TextLine
 
 Loc = tuple[Any, ...]
 CONTENT = "<content>"
@@ -23,13 +24,7 @@ def parse_yaml(text: str, shown: str) -> tuple[Any, dict[Loc, int]]:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        # where the broken construct started (an unclosed quote...) is more
-        # useful than where the parser gave up (often the end of the file)
-        mark = exc.context_mark or exc.problem_mark
-        line = mark.line + 1 if mark else None
-        problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        if exc.context_mark and exc.problem_mark and exc.problem_mark.line != exc.context_mark.line:
-            problem += f" (noticed at line {exc.problem_mark.line + 1})"
+        line, problem = _syntax_problem(exc)
         raise ConfigError(f"YAML syntax error: {problem}", path=shown, line=line,
                           hint="check the indentation and quoting around this line") from None
     except yaml.YAMLError as exc:
@@ -39,6 +34,29 @@ def parse_yaml(text: str, shown: str) -> tuple[Any, dict[Loc, int]]:
         return None, marks
     constructor = yaml.SafeLoader("")
     return _to_data(root, (), marks, constructor, shown), marks
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError) -> tuple[int | None, str]:
+    """The line to name and what went wrong. Inside a block mapping or list
+    (wrong indentation, a stray item) the problem's own line is the one to
+    fix, not the line where the enclosing mapping starts. A construct left
+    open (a quote, a bracket) is named where it starts: the parser only
+    notices it where it gives up, often the end of the file."""
+    context, problem = exc.context_mark, exc.problem_mark
+    enclosing = bool(exc.context and exc.context.startswith("while parsing a block"))
+    if enclosing and problem is not None:
+        text = exc.problem or "syntax error"
+        if text.startswith("expected <block end>"):
+            text = f"this line does not fit the indentation of the lines above ({text})"
+        if context is not None and context.line != problem.line:
+            what = exc.context.removeprefix("while parsing a ") if exc.context else "block"
+            text += f" (inside the {what} that starts at line {context.line + 1})"
+        return problem.line + 1, text
+    mark = context or problem
+    text = " ".join(p for p in (exc.context, exc.problem) if p)
+    if context and problem and problem.line != context.line:
+        text += f" (noticed at line {problem.line + 1})"
+    return (mark.line + 1 if mark else None), text
 
 
 def _to_data(node: yaml.Node, loc: Loc, marks: dict[Loc, int], constructor: yaml.SafeLoader, shown: str) -> Any:
@@ -60,7 +78,11 @@ def _to_data(node: yaml.Node, loc: Loc, marks: dict[Loc, int], constructor: yaml
             if isinstance(value_node, yaml.ScalarNode):
                 # the first line of the value's text: a block scalar starts below its key
                 block = 1 if value_node.style in ("|", ">") else 0
-                marks[loc + (key, CONTENT)] = value_node.start_mark.line + 1 + block
+                start, end = value_node.start_mark, value_node.end_mark
+                marks[loc + (key, CONTENT)] = TextLine(
+                    start.line + 1 + block, raw=start.buffer[start.index : end.index] if start.buffer else "",
+                    raw_line=start.line + 1, literal=value_node.style == "|",
+                )  # fmt: skip
             result[key] = _to_data(value_node, loc + (key,), marks, constructor, shown)
         return result
     if isinstance(node, yaml.SequenceNode):

@@ -8,10 +8,11 @@ import threading
 from typing import Any
 
 import jinja2
-from jinja2 import meta
+from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from ..errors import TemplateError
+from .textline import line_in_value
 
 
 class TemplateRenderer:
@@ -31,7 +32,32 @@ class TemplateRenderer:
         try:
             return set(meta.find_undeclared_variables(self._env.parse(source)))
         except jinja2.TemplateSyntaxError as exc:
-            raise self._syntax_error(exc, where, path, line) from None
+            raise self._syntax_error(exc, source, where, path, line) from None
+
+    def expected_keys(self, source: str, *, where: str, path: str | None = None, line: int | None = None) -> list[str]:
+        """The keys ``source`` reads from ``expected`` (``expected.x``,
+        ``expected['x']``), leaving out those it guards (``| default``,
+        ``is defined``) or calls (``expected.get(...)``)."""
+        if "expected" not in source:
+            return []
+        try:
+            tree = self._env.parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise self._syntax_error(exc, source, where, path, line) from None
+        guarded: set[str] = set()
+        for guard in tree.find_all((nodes.Filter, nodes.Test)):
+            if guard.node is not None and guard.name in ("default", "d", "defined", "undefined", "none"):
+                guarded.update(k for n in (guard.node, *guard.node.find_all((nodes.Getattr, nodes.Getitem)))
+                               if (k := _expected_key(n)))
+        for call in tree.find_all(nodes.Call):
+            if key := _expected_key(call.node):
+                guarded.add(key)
+        used: list[str] = []
+        for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+            key = _expected_key(node)
+            if key and key not in guarded and key not in used:
+                used.append(key)
+        return used
 
     def render(
         self,
@@ -67,25 +93,42 @@ class TemplateRenderer:
             try:
                 template = self._env.from_string(source)
             except jinja2.TemplateSyntaxError as exc:
-                raise self._syntax_error(exc, where, path, line) from None
+                raise self._syntax_error(exc, source, where, path, line) from None
             with self._lock:
                 self._compiled[source] = template
         return template
 
     @staticmethod
-    def _syntax_error(exc: jinja2.TemplateSyntaxError, where: str, path: str | None, line: int | None) -> TemplateError:
+    def _syntax_error(
+        exc: jinja2.TemplateSyntaxError, source: str, where: str, path: str | None, line: int | None
+    ) -> TemplateError:
+        # jinja2 counts the lines of the value; the text of that line finds it in the file
+        lines = source.split("\n")
+        number = min(max(exc.lineno or 1, 1), len(lines))
+        index = sum(len(text) + 1 for text in lines[: number - 1])
+        needle = lines[number - 1].strip()[:40] or None
         return TemplateError(
             f"{where}: template syntax error: {exc.message}",
             path=path,
-            line=line,
+            line=line_in_value(source, line, index=index, needle=needle),
             hint="templates use Jinja2 syntax: {{ name }}; write {{ '{{' }} for a literal '{{'",
         )
 
 
+def _expected_key(node: nodes.Node) -> str | None:
+    if not isinstance(node, (nodes.Getattr, nodes.Getitem)):
+        return None
+    if not (isinstance(node.node, nodes.Name) and node.node.name == "expected"):
+        return None
+    if isinstance(node, nodes.Getattr):
+        return str(node.attr)
+    arg = node.arg
+    return arg.value if isinstance(arg, nodes.Const) and isinstance(arg.value, str) else None
+
+
 def line_of_name(source: str, name: str, first_line: int | None) -> int | None:
     """The file line where ``name`` first appears in a template whose text
-    starts at ``first_line`` (for block scalars, the line below the key)."""
-    if first_line is None:
-        return None
+    starts at ``first_line`` (for block scalars, the line below the key; a
+    :class:`~pytest_promptab.workflow.textline.TextLine` knows quoted styles)."""
     match = re.search(r"\b" + re.escape(name) + r"\b", source)
-    return first_line + (source[: match.start()].count("\n") if match else 0)
+    return line_in_value(source, first_line, index=match.start() if match else 0, needle=name)
