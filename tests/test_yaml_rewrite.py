@@ -159,7 +159,9 @@ def test_literal_block_chomping_and_indentation(old: str, new: str, written: str
         ("'single'", "it's", "'it''s'\n"),
         ("'single'", "bell\x07", '"bell\\a"\n'),
         ('"double"', 'say "hi"', '"say \\"hi\\""\n'),
-        ('"double"', "two\nlines", "|-\n      two\n      lines\n"),
+        ('"double"', "two\nlines", '"two\\nlines"\n'),  # SPEC 8: quoting stays, not a block
+        ('"double"', "two\nlines\n", '"two\\nlines\\n"\n'),
+        ("'single'", "two\nlines", '"two\\nlines"\n'),  # single quotes cannot hold a break on one line
         ("plain  # kept", "changed", "changed  # kept\n"),
     ],
 )

@@ -1,7 +1,10 @@
 """Writing one YAML value as text for :mod:`pytest_promptab.apply.rewrite`,
-in the style of the value it replaces: a ``|`` block stays a ``|`` block, a
-``>`` block is re-folded (never inside a template tag), a quoted scalar stays
-quoted and a plain one stays plain when that is safe; anything else is
+in the style of the value it replaces (SPEC section 8): a ``|`` block stays a
+``|`` block, a ``>`` block is re-folded (never inside a template tag), a
+quoted scalar stays quoted on one line, with escapes for line breaks (a
+single-quoted one becomes double-quoted when it must hold a line break or a
+control character), and a plain one stays plain when that is safe (a plain
+value that gains line breaks becomes a ``|`` block); anything else is
 double-quoted. Every candidate is loaded back and must give the value, so a
 style is only used when it writes the value exactly.
 """
@@ -54,14 +57,14 @@ def render(value: Any, old: Node | None, col: int, flow: bool, ccol: int = 0, wi
     if not isinstance(value, str):
         return Out(_dump_inline(value))
     style = old.style if isinstance(old, ScalarNode) else None
-    if not flow and (style in ("|", ">") or "\n" in value):
+    if not flow and (style in ("|", ">") or (style is None and "\n" in value)):
         # A `>` block is re-folded by PyYAML's emitter; when that cannot be
         # done safely it becomes a `|` block, and a value no block scalar can
         # hold (control characters, odd line breaks) falls back to "...".
         block = (_folded(value, col, ccol, width) if style == ">" else None) or _literal(value, col, ccol, chomp)
         if block is not None:
             return block
-    if style == "'":
+    if style == "'":  # one line of single quotes, else double quotes with escapes (a line break is "\n")
         quoted = _quoted(value, "'")
         if quoted is not None:
             return Out(quoted)
