@@ -1,5 +1,9 @@
 """Resolve ``callable:`` references: ``path/to/file.py:function`` relative to
-the workflow file, or ``package.module:function``."""
+the workflow file, or ``package.module:function``.
+
+While a file loads, its folder is importable (first on ``sys.path``), so it
+can import a sibling module the way a test module imports one next to it in
+pytest's default import mode; the siblings it imported stay imported."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import importlib
 import importlib.util
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,7 +62,8 @@ def _load(ref: str, base_dir: Path, what: str) -> Callable[..., Any]:
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
             try:
-                spec.loader.exec_module(module)
+                with _importable(path.parent):
+                    spec.loader.exec_module(module)
             except Exception as exc:  # the user's module failed to import
                 del sys.modules[name]
                 raise ConfigError(f"{what} {ref!r}: importing {path} failed: {type(exc).__name__}: {exc}") from exc
@@ -69,3 +76,18 @@ def _load(ref: str, base_dir: Path, what: str) -> Callable[..., Any]:
     if func is None or not callable(func):
         raise ConfigError(f"{what} {ref!r}: {target} has no function {attr!r}")
     return func
+
+
+@contextmanager
+def _importable(folder: Path) -> Iterator[None]:
+    """``folder`` first on ``sys.path`` for the duration (callers hold ``_lock``)."""
+    entry = str(folder)
+    added = entry not in sys.path
+    if added:
+        sys.path.insert(0, entry)
+        importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        if added and entry in sys.path:
+            sys.path.remove(entry)
