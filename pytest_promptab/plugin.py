@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Generator
 
 import pytest
 
-from .stash import SESSION_KEY
+from .stash import SESSION_KEY, YAML_SEEN_KEY
 
 if TYPE_CHECKING:
     from .session import PromptabOptions, PromptabSession
@@ -113,7 +113,10 @@ def read_options(config: pytest.Config) -> PromptabOptions:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix not in (".yaml", ".yml") or _session(parent.config) is None:
+    if file_path.suffix not in (".yaml", ".yml"):
+        return None
+    if _session(parent.config) is None:  # promptab is off: remember it for the hint at the end
+        parent.config.stash.setdefault(YAML_SEEN_KEY, []).append(file_path)
         return None
     from .workflow.loader import is_promptab_file
 
@@ -122,6 +125,18 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     from .items import WorkflowFile
 
     return WorkflowFile.from_parent(parent, path=file_path)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Without --promptab: one line on how to turn it on, when YAML files pytest
+    walked past look like promptab workflows (a text scan, no YAML parser)."""
+    seen = config.stash.get(YAML_SEEN_KEY, None)
+    if seen and _session(config) is None:
+        from .offhint import hint
+
+        line = hint(seen)
+        if line:
+            terminalreporter.write_line(line, yellow=True)
 
 
 class PromptabHooks:

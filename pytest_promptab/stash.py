@@ -1,4 +1,5 @@
-"""The key under which a ``--promptab`` session is kept in pytest's config stash.
+"""The keys under which a ``--promptab`` session (and, without it, the YAML
+files seen) are kept in pytest's config stash.
 
 Its own module so that the plugin and the items share it without importing
 each other.
@@ -11,6 +12,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .session import PromptabSession
 
 SESSION_KEY = pytest.StashKey["PromptabSession"]()
+YAML_SEEN_KEY = pytest.StashKey[list["Path"]]()
+"""Without ``--promptab``: the YAML files collection walked past (see :mod:`pytest_promptab.offhint`)."""
