@@ -1,6 +1,7 @@
 """The one line that says how to turn promptab on, for a session run without
 it over files that look like promptab workflows (``pytest examples/`` when
-``--promptab`` was meant).
+``--promptab`` was meant): when it collected nothing, or ran on paths given
+on the command line.
 
 Cheap by design, since it runs in every pytest session of every project that
 has the plugin installed: no YAML parser, only the ``.yaml``/``.yml`` files
@@ -42,8 +43,14 @@ def promptab_files(candidates: list[Path]) -> list[Path]:
     return [path for path in candidates[:MAX_FILES] if looks_like_promptab(path)]
 
 
-def hint(candidates: list[Path]) -> str | None:
-    """The line to print, or None when no candidate looks like a promptab file."""
+def hint(candidates: list[Path], *, collected_nothing: bool = True, paths_given: bool = True) -> str | None:
+    """The line to print, or None: when the session collected nothing, or ran
+    on paths given on the command line (``pytest examples/``), and a candidate
+    looks like a promptab file. A bare ``pytest`` that ran tests (its
+    ``testpaths``, the current folder) stays quiet: the project's own test
+    data may hold workflow files that are not meant to run."""
+    if not (collected_nothing or paths_given):
+        return None
     found = promptab_files(candidates)
     if not found:
         return None

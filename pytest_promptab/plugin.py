@@ -127,14 +127,15 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return WorkflowFile.from_parent(parent, path=file_path)
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """Without --promptab: one line on how to turn it on, when YAML files pytest
     walked past look like promptab workflows (a text scan, no YAML parser)."""
     seen = config.stash.get(YAML_SEEN_KEY, None)
     if seen and _session(config) is None:
         from .offhint import hint
 
-        line = hint(seen)
+        given = config.args_source == pytest.Config.ArgsSource.ARGS
+        line = hint(seen, collected_nothing=exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED, paths_given=given)
         if line:
             terminalreporter.write_line(line, yellow=True)
 

@@ -42,6 +42,19 @@ def test_hint_also_when_other_tests_ran_and_never_with_promptab_on(pytester: pyt
     assert "promptab is off" not in on.stdout.str()
 
 
+def test_bare_pytest_that_ran_tests_stays_quiet(pytester: pytest.Pytester) -> None:
+    """No paths given (testpaths, or the current folder) and tests ran: the
+    workflow files may be test data, as this project's own tests/bad_inputs/."""
+    (_flows(pytester) / "test_unit.py").write_text("def test_ok():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == 0
+    assert "promptab is off" not in result.stdout.str()
+    pytester.makeini("[pytest]\ntestpaths = flows\n")
+    assert "promptab is off" not in pytester.runpytest("-p", "no:cacheprovider").stdout.str()
+    (pytester.path / "flows" / "test_unit.py").unlink()  # nothing to collect: the line again
+    pytester.runpytest("-p", "no:cacheprovider").stdout.fnmatch_lines([HINT])
+
+
 def test_no_hint_without_promptab_files(pytester: pytest.Pytester) -> None:
     flows = pytester.mkdir("flows")
     (flows / "ci.yml").write_text("jobs:\n  test:\n    ab_test: not top-level\n")
@@ -63,4 +76,5 @@ def test_text_scan(tmp_path: Path) -> None:
     assert not looks_like_promptab(tmp_path / "missing.yaml")
     many = [tmp_path / "nested.yaml"] * MAX_FILES + [tmp_path / "top.yaml"]
     assert hint(many) is None  # only the first MAX_FILES files are read
+    assert hint([tmp_path / "top.yaml"], collected_nothing=False, paths_given=False) is None
     assert "2 files with an ab_test section" in (hint([tmp_path / "top.yaml", tmp_path / "agents.yaml"]) or "")
