@@ -32,7 +32,7 @@ def mark_report(report: pytest.TestReport, verdict: GateVerdict) -> None:
     path, lineno = report.location[0], report.location[1] or 0
     if verdict.outcome == "failed":
         report.outcome = "failed"
-        report.longrepr = GateFailure(f"gate violated: {verdict.message}", path, lineno)  # type: ignore[assignment]
+        report.longrepr = ShortFailure(f"gate violated: {verdict.message}", path, lineno)  # type: ignore[assignment]
     elif verdict.outcome == "xfailed":
         report.outcome = "skipped"
         report.wasxfail = verdict.message  # type: ignore[attr-defined]
@@ -76,9 +76,10 @@ class _Crash:
     message: str
 
 
-class GateFailure:
-    """A failed gate's report text; ``reprcrash.message`` is what pytest
-    shows after the node id in the short summary (``-rA``, ``-rf``)."""
+class ShortFailure:
+    """A short failure text, no traceback (a failed gate; a failed check
+    under ``--runxfail``); ``reprcrash.message`` is what pytest shows after
+    the node id in the short summary (``-rA``, ``-rf``)."""
 
     def __init__(self, message: str, path: str, lineno: int) -> None:
         self.reprcrash = _Crash(path, lineno, message)

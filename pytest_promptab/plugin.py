@@ -193,7 +193,10 @@ class PromptabHooks:
                 # a failed check is an XFAIL, marked as pytest's skipping plugin marks
                 # one: no exception raised, so no traceback formatted
                 if self.config.option.runxfail:
-                    report.outcome, report.longrepr = "failed", item.xfail_reason
+                    from .gatereports import ShortFailure
+
+                    path, lineno = report.location[0], report.location[1] or 0
+                    report.outcome, report.longrepr = "failed", ShortFailure(item.xfail_reason, path, lineno)
                 else:
                     report.outcome, report.wasxfail = "skipped", item.xfail_reason
             elif isinstance(item, GateItem) and item.verdict is not None:
