@@ -55,7 +55,7 @@ def judge_worker_report(config: pytest.Config, psession: PromptabSession, report
     """On the xdist controller: judge a worker's gate report (call) and put
     the verdict's properties on its teardown report (``--junitxml`` reads them
     there)."""
-    pending = next((value for name, value in report.user_properties if name == PENDING_PROPERTY), None)
+    pending: Any = next((value for name, value in report.user_properties if name == PENDING_PROPERTY), None)
     if pending is None:
         return
     others = [(name, value) for name, value in report.user_properties if name != PENDING_PROPERTY]

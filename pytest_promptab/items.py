@@ -7,7 +7,7 @@ A file that does not load becomes a single failing item, so that one broken
 file never stops the others from running.
 
 Node ids are built as pytest builds a parametrized test's: the name before the
-bracket, the bracket as the parameters. pytest 9.1+ keeps node ids as
+bracket, the bracket as the parameters. pytest 9.2 keeps node ids as
 structured values (path, names, params) and compares the cached ids of
 ``--lf``/``--sw`` with them; an id built from a name with the bracket glued on
 never equals the cached one. A failed check does not raise: the item notes the
@@ -140,7 +140,7 @@ class GateItem(pytest.Item):
     def runtest(self) -> None:
         psession = self.config.stash[SESSION_KEY]
         pending = {"abtest": self.abtest_nodeid, "file": self.parent.display,  # type: ignore[union-attr]
-                   "selected": self.selected_runs, "total": self.total_runs}
+                   "variant": self.variant, "selected": self.selected_runs, "total": self.total_runs}
         if hasattr(self.config, "workerinput"):
             self.user_properties.append((PENDING_PROPERTY, pending))
             return
@@ -154,7 +154,7 @@ class GateItem(pytest.Item):
 
 def child_id(parent: pytest.Collector, name: str, params: str) -> Any:
     """``<parent>::<name>[<params>]``, structured where pytest has structured
-    node ids (9.1+: ``Node.id``), else the string."""
+    node ids (9.2+: ``Node.id``), else the string."""
     parent_id = getattr(parent, "id", None)
     if parent_id is not None and hasattr(parent_id, "with_params"):
         return parent_id.child(name).with_params(params)

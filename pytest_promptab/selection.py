@@ -12,7 +12,7 @@
   gate, it resumes at the first run of its A/B test
   (:func:`stepwise_from_first_run`).
 
-pytest 8.4 keys its caches by node id strings, 9.1+ by structured node ids
+pytest 8.4 to 9.1 key their caches by node id strings, 9.2 by structured node ids
 (``Item.id``); both are handled.
 """
 

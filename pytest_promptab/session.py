@@ -235,7 +235,7 @@ class PromptabSession:
         ab = self.judge_abtest(str(pending["file"]))
         judgement = self.judgements.get(nodeid)
         if ab is None or judgement is None:
-            return GateVerdict("skipped", "no completed run to judge")
+            return GateVerdict("skipped", f"no completed run of {pending.get('variant')!r} to judge")
         self.reported_gates.add(nodeid)
         return GateVerdict(judgement.outcome, judgement.message, judgement)
 
