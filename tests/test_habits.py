@@ -225,3 +225,24 @@ def test_xdist_controller_judges_gates_after_all_runs(pytester: pytest.Pytester,
     partial = pytester.runpytest_subprocess("--promptab", NO_MLFLOW, "-n", "2", "-p", "no:cacheprovider", "-k", "baseline")
     assert partial.ret == 0, partial.stdout.str()  # the BLOCK_DEPLOY gate saw half its runs: no block code
     assert partial.parseoutcomes() == {"passed": 4, "xfailed": 4, "skipped": 2}
+
+
+def test_a_variant_whose_runs_all_failed_has_its_gates_skipped(pytester: pytest.Pytester, echo_workflow) -> None:
+    echo_workflow(
+        "flow",
+        """
+        name: down
+        provider: {type: python, callable: "echo_provider.py:echo"}
+        nodes: [{id: a, prompt: "ok"}]
+        inputs: {}
+        ab_test:
+          name: ab
+          runs: 2
+          variants: [{name: broken, prompts: {a: "FAIL always"}}]
+          gates: [{metric: pass_rate, min: 0.5, action: BLOCK_DEPLOY}]
+        """,
+    )
+    result = pytester.runpytest("--promptab", NO_MLFLOW, "-rs")
+    assert result.ret == 1  # the failed runs; the baseline met its gate
+    assert result.parseoutcomes() == {"passed": 3, "failed": 2, "skipped": 1}
+    result.stdout.fnmatch_lines(["SKIPPED [[]1[]] flow.yaml*: no completed run of 'broken' to judge"])
