@@ -207,9 +207,10 @@ def test_xdist_controller_judges_gates_after_all_runs(pytester: pytest.Pytester,
     echo_workflow("flow", BLOCKING)
     echo_workflow("other", GATED.replace("name: ab", "name: ab2"))
     result = pytester.runpytest_subprocess(
-        "--promptab", NO_MLFLOW, "-n", "2", "-p", "no:cacheprovider", "-rA", "--junitxml=out.xml"
+        "--promptab", NO_MLFLOW, "-n", "2", "-p", "no:cacheprovider", "-rA", "-v", "--junitxml=out.xml"
     )
     assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(["scheduling tests via ABTestScheduling"])  # one work unit per A/B test
     assert result.parseoutcomes() == {"passed": 4, "xfailed": 14, "failed": 2}
     result.stdout.fnmatch_lines(["gate violated: baseline: pass_rate = 0.5, required >= 0.9: violated (BLOCK_DEPLOY)*"])
     result.stdout.fnmatch_lines(["FAILED flow.yaml::ab::gate?baseline:pass_rate>=0.9? - gate violated*"])
