@@ -21,6 +21,7 @@ from .run.records import RunRecord
 from .workflow.loader import LoadedWorkflow, load_workflow
 
 if TYPE_CHECKING:
+    from .apply.best import ApplyDecision
     from .checks.registry import CheckRegistry
     from .providers.registry import ProviderRegistry
     from .run.engine import Engine, ProviderWrapper
@@ -101,8 +102,9 @@ class PromptabSession:
     """Gate item node id -> its judgement (every gate of a judged A/B test)."""
     reported_gates: set[str] = field(default_factory=set)
     """Node ids of the gate items that reported a judgement."""
-    apply_decided: set[str] = field(default_factory=set)
-    """Files whose apply-best decision is made."""
+    apply_candidates: dict[str, str] = field(default_factory=dict)
+    """A/B test node id -> the winner apply-best will write (decided when its
+    gates were judged, written at session end unless it was interrupted)."""
     worker_verdicts: dict[str, GateVerdict] = field(default_factory=dict)
     """xdist controller: gate node id -> the verdict given to its worker's report."""
     _engine: Engine | None = None
@@ -240,9 +242,10 @@ class PromptabSession:
         return GateVerdict(judgement.outcome, judgement.message, judgement)
 
     def judge_abtest(self, display: str) -> ABTestSummary | None:
-        """Summarize the file's A/B test, apply its winner (with
-        --promptab-apply-best: the deploy candidate is the applied winner),
-        then judge its gates; once, at its first gate item."""
+        """Summarize the file's A/B test, decide which winner apply-best will
+        write (the deploy candidate), then judge its gates; once, at its first
+        gate item. The file is written at session end (:meth:`apply_best`),
+        never after an interrupted session."""
         if display in self.judged:
             return self.judged[display]
         if not self.records.get(display):
@@ -252,9 +255,12 @@ class PromptabSession:
         ab = self._summarize_one(display, analysis)
         if ab is None:
             return None
+        candidate = ab.baseline
         if self.options.apply_best:
-            self._apply_one(ab, interrupted=False)
-        analysis.judge_gates(ab, self.workflows[display], self.applied.get(ab.nodeid, ab.baseline))
+            decision = self._apply_one(ab, interrupted=False, write=False)
+            if decision.applied and decision.variant:
+                candidate = self.apply_candidates[ab.nodeid] = decision.variant
+        analysis.judge_gates(ab, self.workflows[display], candidate)
         self.judgements.update((j.nodeid, j) for j in ab.gates)
         self.judged[display] = ab
         return ab
@@ -271,10 +277,12 @@ class PromptabSession:
         """Write each A/B test's winner into its file (when the rules allow)."""
         assert self.summary is not None
         for ab in self.summary.abtests:
-            if ab.file not in self.apply_decided:  # decided at its first gate item
-                self._apply_one(ab, interrupted)
+            decision = self._apply_one(ab, interrupted)
+            candidate = self.apply_candidates.get(ab.nodeid)
+            if candidate is not None and not (decision.applied and decision.variant == candidate):
+                ab.apply_decision = f"{decision.message}; its gates were judged with {candidate!r} as the deploy candidate"
 
-    def _apply_one(self, ab: ABTestSummary, interrupted: bool) -> None:
+    def _apply_one(self, ab: ABTestSummary, interrupted: bool, write: bool = True) -> ApplyDecision:
         from .apply.best import apply_winner
 
         loaded = self.workflows[ab.file]
@@ -284,11 +292,13 @@ class PromptabSession:
             ab,
             collected_sha256=self.collected_sha.get(ab.file, loaded.sha256),
             interrupted=interrupted,
+            write=write,
         )
-        ab.apply_decision = decision.message
-        self.apply_decided.add(ab.file)
-        if decision.applied and decision.variant:
-            self.applied[ab.nodeid] = decision.variant
+        if write:
+            ab.apply_decision = decision.message
+            if decision.applied and decision.variant:
+                self.applied[ab.nodeid] = decision.variant
+        return decision
 
     def start_mlflow_process(self) -> None:
         """Start the MLflow logging process, which imports mlflow and opens

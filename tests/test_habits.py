@@ -247,3 +247,37 @@ def test_a_variant_whose_runs_all_failed_has_its_gates_skipped(pytester: pytest.
     assert result.ret == 1  # the failed runs; the baseline met its gate
     assert result.parseoutcomes() == {"passed": 3, "failed": 2, "skipped": 1}
     result.stdout.fnmatch_lines(["SKIPPED [[]1[]] flow.yaml*: no completed run of 'broken' to judge"])
+
+
+APPLY_GATED = """
+name: gated
+provider: {type: python, callable: "echo_provider.py:echo"}
+nodes: [{id: a, prompt: "no"}]
+inputs: {}
+checks: [{type: equals, value: "yes"}]
+ab_test:
+  name: ab
+  runs: 8
+  variants: [{name: better, prompts: {a: "yes"}}]
+  gates: [{metric: pass_rate, min: 0.9, action: BLOCK_DEPLOY}]
+"""
+
+
+def test_apply_best_writes_nothing_when_the_session_is_interrupted_after_the_gates(
+    pytester: pytest.Pytester, echo_workflow
+) -> None:
+    """The gates of a.yaml judge 'better' as the deploy candidate; Ctrl-C in
+    b.yaml's runs then interrupts the session: a.yaml is left as it was."""
+    pytester.makepyfile(interrupting="def generate(request):\n    raise KeyboardInterrupt\n")
+    path = echo_workflow("a", APPLY_GATED)
+    before = path.read_bytes()
+    echo_workflow("b", "name: stop\nprovider: {type: python, callable: 'interrupting.py:generate'}\n"
+                  "nodes: [{id: a, prompt: x}]\ninputs: {}\nab_test: {name: ab}\n")
+    result = pytester.runpytest("--promptab", NO_MLFLOW, "--promptab-apply-best", "-rx",
+                                no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["XFAIL a.yaml::ab::gate?baseline:pass_rate>=0.9?*"])
+    assert path.read_bytes() == before
+    done = pytester.runpytest("--promptab", NO_MLFLOW, "--promptab-apply-best", "a.yaml")
+    done.stdout.fnmatch_lines(["apply-best: a.yaml: applied 'better'*"])
+    assert path.read_bytes() != before
