@@ -1,49 +1,72 @@
-"""Gate judgements as pytest test results of their own.
+"""Gate items' reports: a verdict turned into a pytest outcome.
 
-After all items ran, on the controller only, each judgement goes through
-pytest's reporting hooks (logstart, three TestReports, logfinish), so it shows
-in the progress, ``-rA``, the summary counts and ``--junitxml``. WARN
-violations also go to the warnings summary.
+A gate item judges when it runs (see ``GateItem`` and
+``PromptabSession.gate_verdict``); the plugin's makereport hook then marks its
+report here: passed, failed with a short text (no traceback), XFAIL, or
+skipped. A WARN violation passes and goes to the warnings summary.
+
+Under pytest-xdist a worker's gate item cannot judge (the runs' records reach
+the controller only): it reports a pass carrying ``promptab_gate_pending``.
+promptab's scheduler sends all the items of one A/B test to one worker, in
+order, so the controller has received every run's report before the gate's;
+it judges then and marks the report before any other plugin sees it
+(:func:`judge_worker_report`, from a ``pytest_runtest_logreport`` wrapper).
 """
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from .analysis.summary import ABTestSummary, GateJudgement
 from .errors import PromptabWarning
+from .session import GateVerdict, PromptabSession
+
+PENDING_PROPERTY = "promptab_gate_pending"
 
 
-def emit_gate_reports(config: pytest.Config, abtests: list[ABTestSummary], line_of: dict[str, int]) -> int:
-    """Report every judgement; returns how many were reported."""
-    hook = config.hook
-    count = 0
-    for ab in abtests:
-        for judgement in ab.gates:
-            location = (ab.file, line_of.get(ab.file), judgement.nodeid.split("::", 1)[1])
-            hook.pytest_runtest_logstart(nodeid=judgement.nodeid, location=location)
-            now = time.time()
-            props = [("promptab_gate", f"{judgement.action} {judgement.gate}"), ("promptab_value", judgement.value),
-                     ("promptab_outcome", judgement.outcome)]
-            for when in ("setup", "call", "teardown"):
-                report = _report(judgement, location, when, now, props)
-                hook.pytest_runtest_logreport(report=report)
-            hook.pytest_runtest_logfinish(nodeid=judgement.nodeid, location=location)
-            if judgement.outcome == "warned":
-                message = warnings.WarningMessage(
-                    PromptabWarning(f"gate {judgement.nodeid}: {judgement.message}"),
-                    PromptabWarning, ab.file, (line_of.get(ab.file) or 0) + 1,
-                )
-                hook.pytest_warning_recorded.call_historic(
-                    kwargs=dict(warning_message=message, when="runtest", nodeid=judgement.nodeid, location=None)
-                )
-            count += 1
-    return count
+def mark_report(report: pytest.TestReport, verdict: GateVerdict) -> None:
+    """Give the call report of a gate item its verdict's outcome."""
+    path, lineno = report.location[0], report.location[1] or 0
+    if verdict.outcome == "failed":
+        report.outcome = "failed"
+        report.longrepr = ShortFailure(f"gate violated: {verdict.message}", path, lineno)  # type: ignore[assignment]
+    elif verdict.outcome == "xfailed":
+        report.outcome = "skipped"
+        report.wasxfail = verdict.message  # type: ignore[attr-defined]
+    elif verdict.outcome == "skipped":
+        report.outcome = "skipped"
+        report.longrepr = (path, lineno + 1, f"Skipped: {verdict.message}")
+
+
+def record_gate_warning(config: pytest.Config, nodeid: str, verdict: GateVerdict, path: str, lineno: int) -> None:
+    """A WARN violation in the warnings summary, under the gate's node id."""
+    if verdict.outcome != "warned":
+        return
+    message = warnings.WarningMessage(PromptabWarning(f"gate {nodeid}: {verdict.message}"), PromptabWarning, path, lineno + 1)
+    config.hook.pytest_warning_recorded.call_historic(
+        kwargs=dict(warning_message=message, when="runtest", nodeid=nodeid, location=None)
+    )
+
+
+def judge_worker_report(config: pytest.Config, psession: PromptabSession, report: pytest.TestReport) -> None:
+    """On the xdist controller: judge a worker's gate report (call) and put
+    the verdict's properties on its teardown report (``--junitxml`` reads them
+    there)."""
+    pending: Any = next((value for name, value in report.user_properties if name == PENDING_PROPERTY), None)
+    if pending is None:
+        return
+    others = [(name, value) for name, value in report.user_properties if name != PENDING_PROPERTY]
+    verdict = psession.worker_verdicts.get(report.nodeid)
+    if report.when == "call":
+        verdict = psession.gate_verdict(report.nodeid, pending)
+        psession.worker_verdicts[report.nodeid] = verdict
+        if report.passed:
+            mark_report(report, verdict)
+            record_gate_warning(config, report.nodeid, verdict, report.location[0], report.location[1] or 0)
+    report.user_properties = others + (verdict.properties() if verdict is not None else [])
 
 
 @dataclass
@@ -53,9 +76,10 @@ class _Crash:
     message: str
 
 
-class GateFailure:
-    """A failed gate's report text; ``reprcrash.message`` is what pytest
-    shows after the node id in the short summary (``-rA``, ``-rf``)."""
+class ShortFailure:
+    """A short failure text, no traceback (a failed gate; a failed check
+    under ``--runxfail``); ``reprcrash.message`` is what pytest shows after
+    the node id in the short summary (``-rA``, ``-rf``)."""
 
     def __init__(self, message: str, path: str, lineno: int) -> None:
         self.reprcrash = _Crash(path, lineno, message)
@@ -65,29 +89,3 @@ class GateFailure:
 
     def __str__(self) -> str:
         return self.reprcrash.message
-
-
-def _report(
-    judgement: GateJudgement, location: tuple[str, int | None, str], when: str, now: float, props: list
-) -> pytest.TestReport:
-    outcome, extra = "passed", dict[str, Any]()
-    longrepr: GateFailure | None = None
-    if when == "call":
-        if judgement.outcome == "failed":
-            outcome = "failed"
-            longrepr = GateFailure(f"gate violated: {judgement.message}", location[0], location[1] or 0)
-        elif judgement.outcome == "xfailed":
-            outcome, extra = "skipped", {"wasxfail": judgement.message}
-    return pytest.TestReport(
-        nodeid=judgement.nodeid,
-        location=location,
-        keywords={"promptab": 1, "gate": 1},
-        outcome=outcome,  # type: ignore[arg-type]
-        longrepr=longrepr,  # type: ignore[arg-type]  # duck-typed TerminalRepr (toterminal, reprcrash)
-        when=when,  # type: ignore[arg-type]
-        duration=0.0,
-        start=now,
-        stop=now,
-        user_properties=props,
-        **extra,
-    )

@@ -1,9 +1,18 @@
 """pytest collectors and items for workflow files (imported only with --promptab).
 
 ``file.yaml`` -> ``file.yaml::<ab_test name>`` -> one item per variant x case x
-run, named ``<variant>[<case>-run<n>]`` (``<variant>[run<n>]`` with no cases).
+run, named ``<variant>[<case>-run<n>]`` (``<variant>[run<n>]`` with no cases),
+then one gate item per gate x variant, ``gate[<variant>:<gate label>]``.
 A file that does not load becomes a single failing item, so that one broken
 file never stops the others from running.
+
+Node ids are built as pytest builds a parametrized test's: the name before the
+bracket, the bracket as the parameters. pytest 9.2 keeps node ids as
+structured values (path, names, params) and compares the cached ids of
+``--lf``/``--sw`` with them; an id built from a name with the bracket glued on
+never equals the cached one. A failed check does not raise: the item notes the
+XFAIL reason and the plugin's makereport hook marks the report, as pytest's own
+xfail does, so no traceback is formatted for it.
 """
 
 from __future__ import annotations
@@ -14,8 +23,9 @@ from typing import Any, Iterator
 import pytest
 
 from .errors import PromptabError
+from .gatereports import PENDING_PROPERTY
 from .run.records import USER_PROPERTY, RunRecord
-from .session import RunJob
+from .session import GateVerdict, RunJob
 from .stash import SESSION_KEY
 from .workflow.loader import LoadedWorkflow
 
@@ -52,10 +62,20 @@ class ABTestCollector(pytest.Collector):
     def collect(self) -> Iterator[pytest.Item]:
         psession = self.config.stash[SESSION_KEY]
         no_cases = len(self.loaded.cases) == 1 and self.loaded.config.cases is None
-        for job in psession.jobs(self.loaded, self.display):
+        jobs = psession.jobs(self.loaded, self.display)
+        for job in jobs:
             case = self.loaded.cases[job.case_index]
             param = f"run{job.run}" if no_cases else f"{case.id}-run{job.run}"
-            yield RunItem.from_parent(self, name=f"{job.variant}[{param}]", job=job)
+            yield RunItem.from_parent(self, name=f"{job.variant}[{param}]", nodeid=child_id(self, job.variant, param), job=job)
+        ab = self.loaded.config.ab_test
+        for gate in ab.gates:
+            for variant in ab.variant_names:
+                if gate.variants is not None and variant not in gate.variants:
+                    continue
+                param = f"{variant}:{gate.label}"
+                yield GateItem.from_parent(
+                    self, name=f"gate[{param}]", nodeid=child_id(self, "gate", param), variant=variant, total_runs=len(jobs)
+                )
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, (self.loaded.line("ab_test") or 1) - 1, self.name
@@ -67,6 +87,10 @@ class RunItem(pytest.Item):
         self.job = job
         self.add_marker(pytest.mark.promptab)
 
+    xfail_reason: str | None = None
+    """Set when a check failed: the report becomes an XFAIL (see the plugin's
+    ``pytest_runtest_makereport``)."""
+
     def runtest(self) -> None:
         psession = self.config.stash[SESSION_KEY]
         record: RunRecord = psession.result(self.job)
@@ -76,8 +100,9 @@ class RunItem(pytest.Item):
             raise RunFailed(record.error or "the run failed")
         failed = record.failed_checks()
         if failed:
-            reasons = "; ".join(f"check {c.name!r} failed: {c.detail or f'expected {c.expected!r}, got {c.actual!r}'}" for c in failed)
-            pytest.xfail(reasons)
+            self.xfail_reason = "; ".join(
+                f"check {c.name!r} failed: {c.detail or f'expected {c.expected!r}, got {c.actual!r}'}" for c in failed
+            )
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, (RunFailed, PromptabError)):
@@ -91,6 +116,49 @@ class RunItem(pytest.Item):
         if self.job.variant != names[0]:
             variant_line = (loaded.line("ab_test", "variants", names.index(self.job.variant) - 1) or 1) - 1
         return self.path, variant_line, f"promptab {self.name}"
+
+
+class GateItem(pytest.Item):
+    """One gate judged for one variant, after every selected run of its A/B
+    test has reported. In a worker of pytest-xdist it only says how many runs
+    were selected; the controller, which has received every run's report by
+    then, judges it (see :mod:`.gatereports`)."""
+
+    def __init__(self, *, variant: str, total_runs: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.variant = variant
+        self.total_runs = total_runs
+        self.selected_runs = 0
+        """Runs of the A/B test left in the session's items (set at collection end)."""
+        self.verdict: GateVerdict | None = None
+        self.add_marker(pytest.mark.promptab)
+
+    @property
+    def abtest_nodeid(self) -> str:
+        return self.parent.nodeid  # type: ignore[union-attr]
+
+    def runtest(self) -> None:
+        psession = self.config.stash[SESSION_KEY]
+        pending = {"abtest": self.abtest_nodeid, "file": self.parent.display,  # type: ignore[union-attr]
+                   "variant": self.variant, "selected": self.selected_runs, "total": self.total_runs}
+        if hasattr(self.config, "workerinput"):
+            self.user_properties.append((PENDING_PROPERTY, pending))
+            return
+        self.verdict = psession.gate_verdict(self.nodeid, pending)
+        self.user_properties.extend(self.verdict.properties())
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        loaded: LoadedWorkflow = self.parent.loaded  # type: ignore[union-attr]
+        return self.path, (loaded.line("ab_test") or 1) - 1, f"promptab {self.name}"
+
+
+def child_id(parent: pytest.Collector, name: str, params: str) -> Any:
+    """``<parent>::<name>[<params>]``, structured where pytest has structured
+    node ids (9.2+: ``Node.id``), else the string."""
+    parent_id = getattr(parent, "id", None)
+    if parent_id is not None and hasattr(parent_id, "with_params"):
+        return parent_id.child(name).with_params(params)
+    return f"{parent.nodeid}::{name}[{params}]"
 
 
 class InvalidWorkflowItem(pytest.Item):

@@ -147,6 +147,7 @@ class PromptabHooks:
         self.config = config
         self.psession = psession
         self.controller = not _is_worker(config)
+        self.runs_reported = 0
         option = config.option
         if (
             self.controller
@@ -166,22 +167,102 @@ class PromptabHooks:
             psession.prefetch(jobs_to_prefetch(session))
         try:
             result = yield
+        except (session.Failed, session.Interrupted):
+            # -x, --maxfail, --sw stopped the loop after an item: when every
+            # selected run had reported (a gate item tripped it), the session counts
+            self._end_loop(session, stopped=self._runs_missing(session))
+            raise
         except BaseException:
             psession.stopped = True
             raise
         finally:
             psession.runner.shutdown()
-        if self.controller:
+        self._end_loop(session, stopped=bool(session.shouldfail or session.shouldstop) and self._runs_missing(session))
+        return result
+
+    @pytest.hookimpl(tryfirst=True, specname="pytest_collection_modifyitems")
+    def pytest_collection_modifyitems_stepwise(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        from .selection import stepwise_from_first_run
+
+        stepwise_from_first_run(config, items)
+
+    @pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
+    def pytest_collection_modifyitems_lf(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        from .selection import rerun_runs_of_failed_gates
+
+        rerun_runs_of_failed_gates(config, items)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # after every modifyitems hook (--ff's and --sw's run in wrappers)
+        from .selection import order_gates
+
+        order_gates(session.items)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+        report = yield
+        if call.when == "call" and report.passed:
+            from .items import GateItem, RunItem
+
+            if isinstance(item, RunItem) and item.xfail_reason is not None:
+                # a failed check is an XFAIL, marked as pytest's skipping plugin marks
+                # one: no exception raised, so no traceback formatted
+                if self.config.option.runxfail:
+                    from .gatereports import ShortFailure
+
+                    path, lineno = report.location[0], report.location[1] or 0
+                    report.outcome, report.longrepr = "failed", ShortFailure(item.xfail_reason, path, lineno)
+                else:
+                    report.outcome, report.wasxfail = "skipped", item.xfail_reason
+            elif isinstance(item, GateItem) and item.verdict is not None:
+                from .gatereports import mark_report, record_gate_warning
+
+                mark_report(report, item.verdict)
+                record_gate_warning(self.config, item.nodeid, item.verdict, report.location[0], report.location[1] or 0)
+        return report
+
+    @pytest.hookimpl(wrapper=True, specname="pytest_runtest_logreport")
+    def pytest_runtest_logreport_gates(self, report: pytest.TestReport) -> Generator[None, Any, Any]:
+        # xdist controller: a worker's gate report gets its verdict before any
+        # other plugin (terminal, junitxml, --lf) sees it
+        if self.controller and report.when != "setup" and any(
+            name == "promptab_gate_pending" for name, _ in report.user_properties
+        ):
+            from .gatereports import judge_worker_report
+
+            judge_worker_report(self.config, self.psession, report)
+        return (yield)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        # one work unit per A/B test, so that its gates run after its runs
+        if config.getvalue("dist") in ("load", "loadgroup", "worksteal"):
+            from .xdist_units import ABTestScheduling
+
+            return ABTestScheduling(config, log)
+        return None
+
+    def _end_loop(self, session: pytest.Session, *, stopped: bool) -> None:
+        if not self.controller:
+            return
+        self.psession.stopped = stopped
+        if not stopped:
             from .session_end import end_test_loop
 
-            # decided before the gate reports, which may themselves trip --maxfail
-            psession.stopped = bool(session.shouldfail or session.shouldstop)
-            end_test_loop(self.config, session, psession)
-        return result
+            end_test_loop(self.config, session, self.psession)
+
+    def _runs_missing(self, session: pytest.Session) -> bool:
+        if not session.items:  # the xdist controller has no items: it cannot tell
+            return True
+        from .items import RunItem
+
+        return self.runs_reported < sum(1 for item in session.items if isinstance(item, RunItem))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not self.controller or report.when != "call":
             return
+        self.runs_reported += any(name == "promptab_run" for name, _ in report.user_properties)
         for name, value in report.user_properties:
             if name == "promptab_run":
                 self.psession.add_record(value)  # type: ignore[arg-type]

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .analysis.summary import SessionSummary
+from .analysis.summary import ABTestSummary, GateJudgement, SessionSummary
 from .errors import PromptabError
 from .run.records import RunRecord
 from .workflow.loader import LoadedWorkflow, load_workflow
 
 if TYPE_CHECKING:
+    from .apply.best import ApplyDecision
     from .checks.registry import CheckRegistry
     from .providers.registry import ProviderRegistry
     from .run.engine import Engine, ProviderWrapper
@@ -64,6 +65,23 @@ class RunJob:
 
 
 @dataclass
+class GateVerdict:
+    """What one gate item reports: a judgement's outcome (passed, warned,
+    failed, xfailed) or skipped, with the message shown."""
+
+    outcome: str
+    message: str
+    judgement: GateJudgement | None = None
+
+    def properties(self) -> list[tuple[str, Any]]:
+        """The user properties of the gate's report (``--junitxml``)."""
+        j = self.judgement
+        if j is None:
+            return [("promptab_outcome", self.outcome), ("promptab_reason", self.message)]
+        return [("promptab_gate", f"{j.action} {j.gate}"), ("promptab_value", j.value), ("promptab_outcome", j.outcome)]
+
+
+@dataclass
 class PromptabSession:
     options: PromptabOptions
     register_providers: Callable[[ProviderRegistry], None] = lambda registry: None
@@ -78,6 +96,17 @@ class PromptabSession:
     """File -> sha256 when collected elsewhere (xdist workers)."""
     stopped: bool = False
     """The test loop ended early (-x, --maxfail, Ctrl-C): no gates, no apply."""
+    judged: dict[str, ABTestSummary] = field(default_factory=dict)
+    """File -> its A/B test's summary, made when its first gate item ran."""
+    judgements: dict[str, GateJudgement] = field(default_factory=dict)
+    """Gate item node id -> its judgement (every gate of a judged A/B test)."""
+    reported_gates: set[str] = field(default_factory=set)
+    """Node ids of the gate items that reported a judgement."""
+    apply_candidates: dict[str, str] = field(default_factory=dict)
+    """A/B test node id -> the winner apply-best will write (decided when its
+    gates were judged, written at session end unless it was interrupted)."""
+    worker_verdicts: dict[str, GateVerdict] = field(default_factory=dict)
+    """xdist controller: gate node id -> the verdict given to its worker's report."""
     _engine: Engine | None = None
     _runner: Runner | None = None
     _mlflow_process: MlflowProcess | None = None
@@ -173,35 +202,68 @@ class PromptabSession:
 
         summary = SessionSummary(interrupted=interrupted, results_path=str(self.options.results_path))
         for display in sorted(self.records):
-            records = self.records[display]
-            loaded = self.workflows.get(display)
-            if loaded is None:  # the xdist controller never collects: it reads the file now
-                try:
-                    loaded = load_workflow(self.options.rootdir / display, display=display)
-                except PromptabError:
-                    continue  # the file changed or vanished since its runs: nothing to judge it by
-                self.workflows[display] = loaded
-                # the file as the workers collected it: apply-best must see a change since then
-                self.collected_sha[display] = next((r.file_sha256 for r in records if r.file_sha256), loaded.sha256)
-            summary.abtests.append(
-                analysis.summarize(
-                    loaded,
-                    display,
-                    records,
-                    expected=analysis.expected_runs(loaded, self.options.runs),
-                )
-            )
+            ab = self.judged.get(display)
+            if ab is not None:
+                # only the judgements that were reported as gate items count
+                ab.gates = [j for j in ab.gates if j.nodeid in self.reported_gates]
+            else:
+                ab = self._summarize_one(display, analysis)
+            if ab is not None:
+                summary.abtests.append(ab)
         self.summary = summary
         return summary
 
-    def judge_gates(self) -> None:
-        """Judge the gates; the deploy candidate is the baseline, or the
-        winner apply-best wrote into the file."""
+    def _summarize_one(self, display: str, analysis: Any) -> ABTestSummary | None:
+        records = self.records[display]
+        loaded = self.workflows.get(display)
+        if loaded is None:  # the xdist controller never collects: it reads the file now
+            try:
+                loaded = load_workflow(self.options.rootdir / display, display=display)
+            except PromptabError:
+                return None  # the file changed or vanished since its runs: nothing to judge it by
+            self.workflows[display] = loaded
+            # the file as the workers collected it: apply-best must see a change since then
+            self.collected_sha[display] = next((r.file_sha256 for r in records if r.file_sha256), loaded.sha256)
+        return analysis.summarize(loaded, display, records, expected=analysis.expected_runs(loaded, self.options.runs))
+
+    # -- gates: judged when their items run --------------------------------
+    def gate_verdict(self, nodeid: str, pending: dict[str, Any]) -> GateVerdict:
+        """The verdict of the gate item ``nodeid``. ``pending`` says which A/B
+        test (``file``), and how many of its runs were selected of the total;
+        every selected run has reported by now (gate items run after them)."""
+        selected, total = int(pending["selected"]), int(pending["total"])
+        if selected < total:
+            return GateVerdict("skipped", f"partial selection: {selected} of {total} runs")
+        ab = self.judge_abtest(str(pending["file"]))
+        judgement = self.judgements.get(nodeid)
+        if ab is None or judgement is None:
+            return GateVerdict("skipped", f"no completed run of {pending.get('variant')!r} to judge")
+        self.reported_gates.add(nodeid)
+        return GateVerdict(judgement.outcome, judgement.message, judgement)
+
+    def judge_abtest(self, display: str) -> ABTestSummary | None:
+        """Summarize the file's A/B test, decide which winner apply-best will
+        write (the deploy candidate), then judge its gates; once, at its first
+        gate item. The file is written at session end (:meth:`apply_best`),
+        never after an interrupted session."""
+        if display in self.judged:
+            return self.judged[display]
+        if not self.records.get(display):
+            return None
         from .analysis import summarize as analysis
 
-        assert self.summary is not None
-        for ab in self.summary.abtests:
-            analysis.judge_gates(ab, self.workflows[ab.file], self.applied.get(ab.nodeid, ab.baseline))
+        ab = self._summarize_one(display, analysis)
+        if ab is None:
+            return None
+        candidate = ab.baseline
+        if self.options.apply_best:
+            decision = self._apply_one(ab, interrupted=False, write=False)
+            if decision.applied and decision.variant:
+                candidate = self.apply_candidates[ab.nodeid] = decision.variant
+        analysis.judge_gates(ab, self.workflows[display], candidate)
+        self.judgements.update((j.nodeid, j) for j in ab.gates)
+        self.judged[display] = ab
+        return ab
 
     def write_results(self) -> Path:
         from .report.results_file import write_results
@@ -213,21 +275,30 @@ class PromptabSession:
 
     def apply_best(self, interrupted: bool) -> None:
         """Write each A/B test's winner into its file (when the rules allow)."""
-        from .apply.best import apply_winner
-
         assert self.summary is not None
         for ab in self.summary.abtests:
-            loaded = self.workflows[ab.file]
-            decision = apply_winner(
-                loaded.path,
-                loaded.config,
-                ab,
-                collected_sha256=self.collected_sha.get(ab.file, loaded.sha256),
-                interrupted=interrupted,
-            )
+            decision = self._apply_one(ab, interrupted)
+            candidate = self.apply_candidates.get(ab.nodeid)
+            if candidate is not None and not (decision.applied and decision.variant == candidate):
+                ab.apply_decision = f"{decision.message}; its gates were judged with {candidate!r} as the deploy candidate"
+
+    def _apply_one(self, ab: ABTestSummary, interrupted: bool, write: bool = True) -> ApplyDecision:
+        from .apply.best import apply_winner
+
+        loaded = self.workflows[ab.file]
+        decision = apply_winner(
+            loaded.path,
+            loaded.config,
+            ab,
+            collected_sha256=self.collected_sha.get(ab.file, loaded.sha256),
+            interrupted=interrupted,
+            write=write,
+        )
+        if write:
             ab.apply_decision = decision.message
             if decision.applied and decision.variant:
                 self.applied[ab.nodeid] = decision.variant
+        return decision
 
     def start_mlflow_process(self) -> None:
         """Start the MLflow logging process, which imports mlflow and opens

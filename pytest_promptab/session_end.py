@@ -16,22 +16,18 @@ from .session import PromptabSession
 
 
 def end_test_loop(config: pytest.Config, session: pytest.Session, psession: PromptabSession) -> None:
-    """After the last item: statistics, the results file, apply-best, then
-    the gates (whose deploy candidate is the winner actually applied)."""
-    from .gatereports import emit_gate_reports
-
+    """After the last item: statistics, the results file, and apply-best for
+    the A/B tests whose gate items did not decide it (their first gate item
+    applies the winner before judging: the deploy candidate is the winner
+    actually applied)."""
     summary = psession.summarize(interrupted=False)
     if not summary.abtests:
         return
     psession.write_results()  # before anything can fail
-    if not psession.stopped:
-        if psession.options.apply_best:
-            psession.apply_best(interrupted=False)
-        psession.judge_gates()
+    if not psession.stopped and psession.options.apply_best:
+        psession.apply_best(interrupted=False)
     config.hook.pytest_promptab_session_summary(summary=summary)
     psession.write_results()
-    lines = {display: (loaded.line("ab_test") or 1) - 1 for display, loaded in psession.workflows.items()}
-    session.testscollected += emit_gate_reports(config, summary.abtests, lines)
 
 
 def finish_session(config: pytest.Config, session: pytest.Session, psession: PromptabSession, exitstatus: int) -> None:

@@ -497,7 +497,8 @@ def test_ollama_example_is_skipped_with_a_reason_when_no_server_answers(
     result = run(pytester, "examples/ollama", "-rs")
     assert result.ret == 0
     outcomes = result.parseoutcomes()
-    assert outcomes == {"skipped": 8}  # 2 variants x 2 cases x 2 runs, no call made
+    # 2 variants x 2 cases x 2 runs, no call made, and 2 gates x 2 variants (gates are items too)
+    assert outcomes == {"skipped": 12}
     reason = f"no OpenAI-compatible server at {url}; start Ollama (ollama serve) to run this example"
     skipped = [line for line in result.outlines if line.startswith("SKIPPED ")]
     assert skipped and all(line.endswith(reason) for line in skipped), skipped

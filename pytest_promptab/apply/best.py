@@ -83,10 +83,14 @@ def apply_winner(
     *,
     collected_sha256: str,
     interrupted: bool,
+    write: bool = True,
 ) -> ApplyDecision:
     """Write the A/B test's winner into ``path`` when the rules allow it.
 
-    Never raises for a refusal: the decision says what happened and why."""
+    Never raises for a refusal: the decision says what happened and why.
+    ``write=False`` decides without writing (``applied`` then means "would be
+    applied"): the gates judge that winner as the deploy candidate before the
+    session end writes it."""
     path = Path(path)
     label = summary.file or str(path)
     winner = summary.winner if summary.has_significant_winner else None
@@ -122,6 +126,8 @@ def apply_winner(
         return refuse(_one_line(exc))
     if new_data == data:
         return refuse(f"the file already has the prompts of {winner!r}")
+    if not write:
+        return ApplyDecision(label, summary.name, True, winner, f"{label}: would apply {winner!r}")
     try:
         _replace_file(path, data, new_data)
     except OSError as exc:
