@@ -2,9 +2,11 @@
 
 Works with OpenAI, Azure OpenAI (v1 API), Ollama, vLLM, llama.cpp server, LM
 Studio, OpenRouter, Groq, Together, Mistral and anything else that speaks the
-same protocol. One :class:`OpenAIProvider` (one ``httpx.Client`` and its
-connection pool) exists per distinct provider config and is shared by the
-runner's threads. Transient failures are retried by :mod:`.retry`.
+same protocol. One :class:`OpenAIProvider` (one pool of keep-alive
+connections, :mod:`.transport`) exists per distinct provider config and is
+shared by the runner's threads. The request body is encoded once per call
+and every attempt is one :meth:`OpenAIProvider._send`. Transient failures are
+retried by :mod:`.retry`.
 
 Secrets: the API key is read from the environment variable named by
 ``api_key_env`` and only ever put in the ``Authorization`` header. Error
@@ -36,14 +38,17 @@ from .retry import (
     parse_retry_after,
     run_with_retries,
 )
+from .transport import PooledTransport, environment_proxies
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
-MAX_KEEPALIVE = 32
-"""Idle connections kept per provider. The number in flight is bounded by the
-runner (``--promptab-concurrency``), not by the pool, so a pool never makes a
-call wait."""
+MAX_KEEPALIVE = 64
+"""Idle connections kept per provider when requests go through a proxy from
+the environment (httpx's pool). Without a proxy, :class:`.transport.PooledTransport`
+keeps as many as were in flight at once. Either way the number in flight is
+bounded by the runner (``--promptab-concurrency``), not by the pool, so a
+pool never makes a call wait."""
 
 _MESSAGE_LIMIT = 300
 _KEYLIKE = re.compile(r"\b(sk|gsk|xai)-[A-Za-z0-9_\-*.]{8,}")
@@ -68,17 +73,30 @@ class OpenAIProvider:
         self._base_url = base_url
         self._url = _endpoint(base_url)
         self._secrets = _secret_strings(self._api_key, base_url, self._url)
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+            "Connection": "keep-alive",
+            "Content-Type": "application/json",
+            "User-Agent": f"python-httpx/{httpx.__version__}",
+        }
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        self._client = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(config.timeout_s),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=MAX_KEEPALIVE),
-            follow_redirects=False,
-            trust_env=True,
-            verify=_ssl_context(),
-        )
+        self._headers = httpx.Headers(headers)
+        self._extensions = {"timeout": httpx.Timeout(config.timeout_s).as_dict()}
+        self._transport: PooledTransport | None = None
+        self._client: httpx.Client | None = None
+        if environment_proxies():
+            # httpx applies HTTP(S)_PROXY, ALL_PROXY and NO_PROXY (trust_env)
+            self._client = httpx.Client(
+                timeout=httpx.Timeout(config.timeout_s),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=MAX_KEEPALIVE),
+                follow_redirects=False,
+                trust_env=True,
+                verify=_ssl_context(),
+            )
+        else:
+            self._transport = PooledTransport(ssl_context=_ssl_context)
         self.sleep: Callable[[float], None] = time.sleep
         """Used between attempts; tests may replace it."""
         self.clock: Callable[[], float] = time.monotonic
@@ -103,8 +121,16 @@ class OpenAIProvider:
         if payload.get("stream"):
             payload["stream"] = False  # one JSON answer is what we parse
         what = f"openai provider (model {model!r})"
+        try:
+            # encoded once for every attempt, as httpx's json= would (compact, UTF-8)
+            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise ProviderError(
+                f"{what}: the request cannot be sent as JSON ({exc})",
+                hint="settings must be JSON values: no NaN or infinity, no objects YAML cannot write as JSON",
+            ) from None
         response = run_with_retries(
-            lambda: self._attempt(payload, what),
+            lambda: self._attempt(body, what),
             self.config.retry,
             what=what,
             sleep=self.sleep,
@@ -113,16 +139,19 @@ class OpenAIProvider:
         return response.with_cost(self.config.pricing)
 
     def close(self) -> None:
-        self._client.close()
+        if self._transport is not None:
+            self._transport.close()
+        if self._client is not None:
+            self._client.close()
 
     def __repr__(self) -> str:  # never shows the key or the host
         return f"OpenAIProvider(model={self.config.model!r})"
 
     # -- one attempt -------------------------------------------------------
 
-    def _attempt(self, payload: dict[str, Any], what: str) -> ProviderResponse:
+    def _attempt(self, body: bytes, what: str) -> ProviderResponse:
         try:
-            answer = self._client.post(self._url, json=payload)
+            answer = self._send(body)
         except httpx.TimeoutException as exc:
             raise TransientFailure(
                 f"no answer within {self.config.timeout_s:g} s (provider.timeout_s; {type(exc).__name__})"
@@ -145,6 +174,22 @@ class OpenAIProvider:
         if answer.status_code != 200:
             self._raise_for_status(answer, what)
         return self._parse(answer)
+
+    def _send(self, body: bytes) -> httpx.Response:
+        """One HTTP exchange: the request out, the whole response body in.
+        Raises httpx's errors; the connection goes back to the pool (or is
+        closed) whatever happens."""
+        request = httpx.Request("POST", self._url, headers=self._headers, content=body, extensions=self._extensions)
+        if self._client is not None:
+            answer = self._client.send(request, stream=True)
+        else:
+            assert self._transport is not None
+            answer = self._transport.handle_request(request)
+        try:
+            answer.read()
+        finally:
+            answer.close()
+        return answer
 
     def _raise_for_status(self, answer: httpx.Response, what: str) -> None:
         status = answer.status_code
