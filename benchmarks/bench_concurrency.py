@@ -79,6 +79,7 @@ _t = {}
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtestloop(session):
     _t["loop_start"] = time.perf_counter()
+    _t["loop_start_epoch"] = time.time()
     _t["cpu_loop_start"] = time.process_time()
     return (yield)
 
@@ -90,6 +91,7 @@ def pytest_runtest_protocol(item, nextitem):
     finally:
         _t["last_item_end"] = time.perf_counter()
         _t["cpu_last_item_end"] = time.process_time()
+        _t["last_item_end_epoch"] = time.time()
 
 
 @pytest.hookimpl(trylast=True)
@@ -120,6 +122,23 @@ def pytest_unconfigure(config):
     with open(os.environ["BENCH_YAPPI_OUT"], "w") as handle:
         json.dump({"funcs": funcs, "threads": threads}, handle)
 '''
+
+
+class Timeline(InFlight):
+    """:class:`InFlight`, plus when the server answered its first and last
+    request (``time.time()``, comparable with the pytest process's stamps)."""
+
+    def __init__(self, fake: FakeOpenAI) -> None:
+        super().__init__(fake)
+        self.first: float | None = None
+        self.last = 0.0
+
+    def __call__(self, body: object) -> str:
+        now = time.time()
+        if self.first is None:
+            self.first = now
+        self.last = now
+        return super().__call__(body)
 
 
 @dataclass(frozen=True)
@@ -199,7 +218,7 @@ def measure(root: Path, fake: FakeOpenAI, package_root: Path, scenario: Scenario
     (root / "wf.yaml").write_text(workflow_yaml(fake.base_url, calls))
     fake.reset()
     fake.delay_s = scenario.delay
-    gauge = InFlight(fake)
+    gauge = Timeline(fake)
     out = root / "phases.json"
     env = clean_env(root, {"PYTHONPATH": f"{package_root}:{root}", "BENCH_PHASES_OUT": str(out), **(extra_env or {})})
     cmd = [*(wrapper or []), sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "_bench_phases",
@@ -222,6 +241,9 @@ def measure(root: Path, fake: FakeOpenAI, package_root: Path, scenario: Scenario
         "server_cpu_ms": server_cpu / calls * 1000,
         "wall": timed.wall,
         "in_flight": gauge.max,
+        # the first answer's arrival (answer - delay) after the loop started, and the last item after the last answer
+        "start_lag": (gauge.first or 0.0) - scenario.delay - stamps["loop_start_epoch"],
+        "end_lag": stamps["last_item_end_epoch"] - gauge.last,
     }
 
 
@@ -257,12 +279,14 @@ def report(scenarios: list[Scenario], impls: list[str], results: dict[tuple[str,
                 f"{phase / scenario.ideal:.2f}", f"{min(int(s['in_flight']) for s in samples)}-"
                 f"{max(int(s['in_flight']) for s in samples)}",
                 spread([s["phase_cpu_ms"] for s in samples]), spread([s["process_cpu_ms"] for s in samples]),
-                spread([s["server_cpu_ms"] for s in samples]), spread([s["wall"] for s in samples]),
+                spread([s["server_cpu_ms"] for s in samples]),
+                spread([s["start_lag"] * 1000 for s in samples], "{:.0f}"), spread([s["end_lag"] * 1000 for s in samples], "{:.0f}"),
+                spread([s["wall"] for s in samples]),
                 f"{what}: {'met' if met else 'MISSED'}",
             ])
     print(table(rows, ["scenario", "impl", "test phase s", "ideal s", "ratio", "max in flight",
                        "CPU ms/call (test phase)", "CPU ms/call (process)", "server CPU ms/call",
-                       "process wall s", "goal"]))
+                       "first request ms", "last item ms", "process wall s", "goal"]))
     return all_met
 
 
@@ -414,7 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     met = report(args.scenarios, impls, results)
     print("\ntest phase: start of pytest's test loop to the end of the last item; ideal: calls x delay / concurrency;"
           "\nCPU ms/call: user + system CPU of the pytest process (every thread) over the calls;"
-          "\nmax in flight: the most requests the server held at once (range over the rounds)."
+          "\nmax in flight: the most requests the server held at once (range over the rounds);"
+          "\nfirst request: when the server got the first request, after the test loop started;"
+          "\nlast item: when the last item was reported, after the server sent its last answer."
           f"\nnew implementation: every goal {'met' if met else 'NOT met'}")
     return 0 if met else 1
 

@@ -1,59 +1,134 @@
-"""The HTTP transport of the ``openai`` provider: httpx requests over a
-stack of keep-alive HTTP/1.1 connections.
+"""The HTTP transport of the ``openai`` provider: one POST, one whole answer.
 
-Why not httpx's default pool: httpcore's ``ConnectionPool`` rescans every
-connection, under one pool-wide lock, each time a request is queued or a
-response is closed (``is_idle`` is called about connections squared times),
-and polls each idle socket. With 32-64 calls in flight that was the largest
-part of promptab's CPU per call, and its lock made the runner's threads queue
-(measured in ``benchmarks/bench_concurrency.py --profile``). Here each call
-owns its connection from the request to the end of the response (one thread,
-one request at a time), so the pool only needs a stack of idle connections:
+:func:`make_transport` gives a :class:`PooledTransport` (httpcore over a
+stack of keep-alive HTTP/1.1 connections), or, when ``HTTP(S)_PROXY`` /
+``ALL_PROXY`` are set, a :class:`ProxiedTransport` (an ``httpx.Client``,
+which applies them and ``NO_PROXY``). Both take an :class:`Endpoint`, headers
+and the encoded body, and return an :class:`Answer` with the whole body, or
+raise a :class:`TransportError` whose kind says what went wrong (a timeout, a
+dropped connection, another network error, a setup that can never work).
+Reading the body is one loop in each transport: the place for per-attempt
+deadlines or size limits.
 
-- a call takes the most recently used idle connection (the least likely to
-  have been closed by the server), checked for expiry and for a server that
-  hung up, or opens a new one: it never waits for a connection;
-- the response's ``close`` puts the connection back when it can carry another
-  request, or closes it.
-
-Connections in use are not limited here: the runner bounds the calls in
-flight (``--promptab-concurrency``, ``max_concurrency``), so the number of
-open connections follows the concurrency, and so does the number kept idle.
-
-:class:`PooledTransport` is an ``httpx.BaseTransport``: it takes an
-``httpx.Request`` and returns a streaming ``httpx.Response`` whose errors are
-httpx's (``httpx.ConnectError``, ``httpx.ReadTimeout``, ...), as with
-httpx's own transport. Proxies from the environment are not its business:
-:func:`environment_proxies` tells the provider to use an ``httpx.Client``
-(which honours them) instead.
+Why not httpx's client and pool (measured with
+``benchmarks/bench_concurrency.py --profile``): httpcore's ``ConnectionPool``
+rescans every connection under one pool-wide lock each time a request is
+queued or a response closed (``is_idle`` about connections squared times) and
+polls each idle socket, which made up most of the client's CPU per call at 32
+to 64 calls in flight and made the runner's threads queue for the lock;
+``httpx.Client.post`` adds request building, cookies, auth and redirect
+handling that promptab does not use, and importing httpx delays the first
+call by some 30-60 ms. Here each call owns its connection from the request
+to the end of the response (one thread, one request at a time), so the pool
+is a stack: a call takes the most recently used idle connection (the least
+likely to have been closed by the server), checked for expiry and for a
+server that hung up, or opens a new one, and never waits; the connection goes
+back on the stack when the answer is complete and it can carry another
+request. Connections in use are not limited here: the runner bounds the calls
+in flight (``--promptab-concurrency``, ``max_concurrency``), so the number of
+open and of idle connections follows the concurrency.
 """
 
 from __future__ import annotations
 
+import http
 import ssl
 import threading
 import urllib.request
-from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+from urllib.parse import SplitResult
 
 import httpcore
-import httpx
 
 KEEPALIVE_EXPIRY_S = 5.0
 """An idle connection unused for this long is closed (httpx's default)."""
 
 
+class TransportError(Exception):
+    """One attempt failed below HTTP. ``kind``: ``timeout``, ``disconnected``
+    (the server closed the connection without a valid answer), ``network``
+    (refused, reset, DNS...) or ``setup`` (a proxy or protocol problem that no
+    retry fixes). ``name`` is the underlying error's class name."""
+
+    def __init__(self, kind: str, name: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.name = name
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A parsed ``http(s)`` URL, ready for both transports."""
+
+    url: str
+    scheme: str
+    host: str
+    """Without IPv6 brackets; IDNA-encoded."""
+    port: int
+    target: str
+    """Path and query."""
+
+    @classmethod
+    def from_split(cls, parts: SplitResult) -> Endpoint:
+        """Raises ValueError for a URL without an http(s) scheme and a host."""
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not an http(s) URL with a host")
+        host = parts.hostname.encode("idna").decode("ascii")
+        port = parts.port or (443 if scheme == "https" else 80)  # .port raises ValueError when invalid
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        netloc = parts.netloc.rpartition("@")[2]  # no credentials in the URL we send
+        return cls(url=f"{scheme}://{netloc}{target}", scheme=scheme, host=host, port=port, target=target)
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+@dataclass
+class Answer:
+    """A whole HTTP response."""
+
+    status: int
+    reason: str
+    headers: dict[str, str]
+    """Lower-case names (the last value of a repeated header)."""
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+class Transport(Protocol):
+    def send(self, endpoint: Endpoint, headers: list[tuple[str, str]], body: bytes, timeout_s: float) -> Answer:
+        """POST ``body``; the whole answer, or :class:`TransportError`."""
+        ...
+
+    def close(self) -> None: ...
+
+
 def environment_proxies() -> bool:
-    """True when ``HTTP(S)_PROXY`` / ``ALL_PROXY`` (any case) are set: then
-    requests go through an ``httpx.Client``, which applies them and
-    ``NO_PROXY``."""
+    """True when ``HTTP(S)_PROXY`` or ``ALL_PROXY`` (any case) is set."""
     proxies = urllib.request.getproxies()
     return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
 
 
-class PooledTransport(httpx.BaseTransport):
-    """HTTP/1.1 over reused connections; ``ssl_context`` is called once, at
-    the first ``https`` connection."""
+def make_transport(ssl_context: Callable[[], ssl.SSLContext]) -> Transport:
+    """A :class:`ProxiedTransport` when the environment names a proxy, else a
+    :class:`PooledTransport`; ``ssl_context`` is called when first needed."""
+    if environment_proxies():
+        return ProxiedTransport(ssl_context())
+    return PooledTransport(ssl_context)
+
+
+class PooledTransport:
+    """HTTP/1.1 over a stack of keep-alive connections (httpcore)."""
 
     def __init__(self, ssl_context: Callable[[], ssl.SSLContext], keepalive_expiry: float = KEEPALIVE_EXPIRY_S) -> None:
         self._ssl_factory = ssl_context
@@ -63,28 +138,34 @@ class PooledTransport(httpx.BaseTransport):
         self._lock = threading.Lock()
         self._closed = False
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        core = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
-            headers=request.headers.raw,
-            content=request.stream,  # type: ignore[arg-type]
-            extensions=request.extensions,
+    def send(self, endpoint: Endpoint, headers: list[tuple[str, str]], body: bytes, timeout_s: float) -> Answer:
+        origin = httpcore.Origin(endpoint.scheme.encode("ascii"), endpoint.host.encode("ascii"), endpoint.port)
+        raw_headers = [(b"Host", endpoint.host_header.encode("ascii"))]
+        raw_headers += [(name.encode("ascii"), value.encode("latin-1")) for name, value in headers]
+        raw_headers.append((b"Content-Length", str(len(body)).encode("ascii")))
+        request = httpcore.Request(
+            b"POST",
+            httpcore.URL(scheme=origin.scheme, host=origin.host, port=origin.port, target=endpoint.target.encode("ascii")),
+            headers=raw_headers,
+            content=body,
+            extensions={"timeout": {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}},
         )
-        connection = self._checkout(core.url.origin)
+        connection = self._checkout(origin)
         try:
-            with _httpx_errors():
-                answer = connection.handle_request(core)
-        except BaseException:
-            connection.close()
-            raise
-        return httpx.Response(
-            status_code=answer.status,
-            headers=answer.headers,
-            stream=_ResponseStream(answer.stream, self, connection),  # type: ignore[arg-type]  # httpcore's stream is an Iterable
-            extensions=answer.extensions,
-        )
+            with _mapped_errors():
+                response = connection.handle_request(request)
+                stream: Any = response.stream
+                try:
+                    content = b"".join(stream)
+                finally:
+                    stream.close()  # the connection is idle again, or closed
+        finally:
+            self._checkin(connection)
+        answer_headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response.headers}
+        raw_reason = response.extensions.get("reason_phrase", b"")
+        reason = raw_reason.decode("latin-1") if isinstance(raw_reason, bytes) else ""
+        return Answer(response.status, reason or _phrase(response.status), answer_headers,
+                      _decoded(content, answer_headers.get("content-encoding", "")))
 
     def close(self) -> None:
         with self._lock:
@@ -119,7 +200,7 @@ class PooledTransport(httpx.BaseTransport):
         return httpcore.HTTPConnection(origin=origin, ssl_context=context, keepalive_expiry=self._keepalive_expiry)
 
     def _checkin(self, connection: httpcore.HTTPConnection) -> None:
-        if connection.is_idle():
+        if connection.is_idle() and not connection.is_closed():  # a failed connect is "idle" and closed
             with self._lock:
                 if not self._closed:
                     self._idle.append(connection)
@@ -127,56 +208,89 @@ class PooledTransport(httpx.BaseTransport):
         connection.close()
 
 
-class _ResponseStream(httpx.SyncByteStream):
-    """The body of one response; closing it hands the connection back."""
+class ProxiedTransport:
+    """Through an ``httpx.Client`` (imported only here), for proxies from the
+    environment."""
 
-    def __init__(self, stream: Iterable[bytes], pool: PooledTransport, connection: httpcore.HTTPConnection) -> None:
-        self._stream = stream
-        self._pool = pool
-        self._connection: httpcore.HTTPConnection | None = connection
+    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        import httpx
 
-    def __iter__(self) -> Iterator[bytes]:
-        with _httpx_errors():
-            yield from self._stream
+        self._httpx = httpx
+        self._client = httpx.Client(
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            follow_redirects=False,
+            trust_env=True,
+            verify=ssl_context,
+        )
+
+    def send(self, endpoint: Endpoint, headers: list[tuple[str, str]], body: bytes, timeout_s: float) -> Answer:
+        httpx = self._httpx
+        try:
+            answer = self._client.post(endpoint.url, headers=headers, content=body, timeout=httpx.Timeout(timeout_s))
+        except httpx.HTTPError as exc:
+            raise _httpx_error(httpx, exc) from None
+        except httpx.InvalidURL as exc:
+            raise TransportError("setup", type(exc).__name__, str(exc)) from None
+        return Answer(answer.status_code, answer.reason_phrase, {k.lower(): v for k, v in answer.headers.items()},
+                      answer.content)
 
     def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is None:
+        self._client.close()
+
+
+def _httpx_error(httpx: Any, exc: Exception) -> TransportError:
+    name = type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return TransportError("timeout", name, str(exc))
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return TransportError("disconnected", name, str(exc))
+    if isinstance(exc, httpx.NetworkError):
+        return TransportError("network", name, str(exc))
+    return TransportError("setup", name, str(exc))
+
+
+class _mapped_errors:
+    """httpcore's errors as :class:`TransportError`."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is None or not isinstance(exc, Exception):
             return
-        try:
-            with _httpx_errors():
-                close = getattr(self._stream, "close", None)
-                if close is not None:
-                    close()
-        finally:
-            self._pool._checkin(connection)
+        name = type(exc).__name__
+        if isinstance(exc, httpcore.TimeoutException):
+            raise TransportError("timeout", name, str(exc)) from None
+        if isinstance(exc, httpcore.RemoteProtocolError):
+            raise TransportError("disconnected", name, str(exc)) from None
+        if isinstance(exc, httpcore.NetworkError):
+            raise TransportError("network", name, str(exc)) from None
+        if isinstance(exc, (httpcore.ProtocolError, httpcore.ProxyError, httpcore.UnsupportedProtocol)):
+            raise TransportError("setup", name, str(exc)) from None
 
 
-_ERRORS: list[tuple[type[Exception], type[httpx.HTTPError]]] = [
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.ProxyError, httpx.ProxyError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-]
-"""httpcore's errors as httpx's, the most specific first."""
-
-
-@contextmanager
-def _httpx_errors() -> Iterator[None]:
+def _decoded(content: bytes, encoding: str) -> bytes:
+    """The body without a ``gzip`` or ``deflate`` content coding (promptab
+    asks for none, but some servers compress anyway)."""
+    coding = encoding.strip().lower()
+    if not coding or coding == "identity" or not content:
+        return content
     try:
-        yield
-    except Exception as exc:
-        for core_error, httpx_error in _ERRORS:
-            if isinstance(exc, core_error):
-                raise httpx_error(str(exc)) from exc
-        raise
+        if coding in ("gzip", "x-gzip"):
+            return zlib.decompress(content, 16 + zlib.MAX_WBITS)
+        if coding == "deflate":
+            try:
+                return zlib.decompress(content)
+            except zlib.error:
+                return zlib.decompress(content, -zlib.MAX_WBITS)
+    except zlib.error as exc:
+        raise TransportError("disconnected", "DecodingError", f"the {coding} answer does not decompress ({exc})") from None
+    raise TransportError("setup", "DecodingError", f"the server answered in an unsupported content coding ({coding!r})")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
