@@ -396,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="profile one scenario (the last given) instead: yappi (deterministic, every thread) "
                         "or py-spy (sampling the thread holding the GIL, i.e. where the CPU goes)")
     parser.add_argument("--top", type=int, default=25, help="functions shown by --profile (default 25)")
+    parser.add_argument("--keep", type=Path, help="copy the profiles (yappi JSON, py-spy raw stacks) into this folder")
     args = parser.parse_args(argv)
 
     print_machine(machine_info())
@@ -415,10 +416,13 @@ def main(argv: list[str] | None = None) -> int:
             measure(root, fake, package_root, warm)  # warm-up: .pyc files, page cache
         if args.profile == "yappi":
             profile(root, fake, packages, args.scenarios[-1], args.top)
-            print(f"\nuptime after: {uptime()}")
-            return 0
-        if args.profile == "py-spy":
+        elif args.profile == "py-spy":
             profile_py_spy(root, fake, packages, args.scenarios[-1], args.top)
+        if args.profile:
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for kept in [*root.glob("yappi-*.json"), *root.glob("py-spy-*.txt")]:
+                    shutil.copy(kept, args.keep / kept.name)
             print(f"\nuptime after: {uptime()}")
             return 0
         print(f"\n## {len(args.scenarios)} scenarios x {impls} x {args.rounds} interleaved rounds "
