@@ -172,6 +172,8 @@ def test_a_plain_http_provider_imports_neither_httpx_nor_ssl_setup(tmp_path: Pat
          "/v1/chat/completions", "localhost"),
         ("http://bücher.example/v1", "http://bücher.example/v1/chat/completions", "xn--bcher-kva.example", 80,
          "/v1/chat/completions", "xn--bcher-kva.example"),
+        ("http://localhost:8000/my models/v1?tag=ä b", "http://localhost:8000/my%20models/v1/chat/completions?tag=%C3%A4%20b",
+         "localhost", 8000, "/my%20models/v1/chat/completions?tag=%C3%A4%20b", "localhost:8000"),
     ],
 )
 def test_endpoint(base_url: str, url: str, host: str, port: int, target: str, host_header: str) -> None:

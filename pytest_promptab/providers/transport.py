@@ -7,8 +7,8 @@ which applies them and ``NO_PROXY``). Both take an :class:`Endpoint`, headers
 and the encoded body, and return an :class:`Answer` with the whole body, or
 raise a :class:`TransportError` whose kind says what went wrong (a timeout, a
 dropped connection, another network error, a setup that can never work).
-Reading the body is one loop in each transport: the place for per-attempt
-deadlines or size limits.
+Both transports read the body through :func:`read_body`, chunk by chunk:
+the place for a per-attempt deadline or a size limit.
 
 Why not httpx's client and pool (measured with
 ``benchmarks/bench_concurrency.py --profile``): httpcore's ``ConnectionPool``
@@ -37,13 +37,17 @@ import threading
 import urllib.request
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
-from urllib.parse import SplitResult
+from typing import Any, Callable, Iterable, Protocol
+from urllib.parse import SplitResult, quote
 
 import httpcore
 
 KEEPALIVE_EXPIRY_S = 5.0
 """An idle connection unused for this long is closed (httpx's default)."""
+
+
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
 
 
 class TransportError(Exception):
@@ -79,7 +83,8 @@ class Endpoint:
             raise ValueError("not an http(s) URL with a host")
         host = parts.hostname.encode("idna").decode("ascii")
         port = parts.port or (443 if scheme == "https" else 80)  # .port raises ValueError when invalid
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        path = quote(parts.path or "/", safe=_PATH_SAFE)  # spaces, non-ASCII: percent-encoded, as httpx does
+        target = path + (f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else "")
         netloc = parts.netloc.rpartition("@")[2]  # no credentials in the URL we send
         return cls(url=f"{scheme}://{netloc}{target}", scheme=scheme, host=host, port=port, target=target)
 
@@ -156,7 +161,7 @@ class PooledTransport:
                 response = connection.handle_request(request)
                 stream: Any = response.stream
                 try:
-                    content = b"".join(stream)
+                    content = read_body(stream)
                 finally:
                     stream.close()  # the connection is idle again, or closed
         finally:
@@ -226,16 +231,28 @@ class ProxiedTransport:
     def send(self, endpoint: Endpoint, headers: list[tuple[str, str]], body: bytes, timeout_s: float) -> Answer:
         httpx = self._httpx
         try:
-            answer = self._client.post(endpoint.url, headers=headers, content=body, timeout=httpx.Timeout(timeout_s))
+            request = self._client.build_request("POST", endpoint.url, headers=headers, content=body,
+                                                 timeout=httpx.Timeout(timeout_s))
+            answer = self._client.send(request, stream=True)
+            try:
+                content = read_body(answer.iter_bytes())  # decoded by httpx
+            finally:
+                answer.close()
         except httpx.HTTPError as exc:
             raise _httpx_error(httpx, exc) from None
         except httpx.InvalidURL as exc:
             raise TransportError("setup", type(exc).__name__, str(exc)) from None
         return Answer(answer.status_code, answer.reason_phrase, {k.lower(): v for k, v in answer.headers.items()},
-                      answer.content)
+                      content)
 
     def close(self) -> None:
         self._client.close()
+
+
+def read_body(chunks: Iterable[bytes]) -> bytes:
+    """The whole body from its chunks, as they arrive: both transports read
+    through here (the place for a size limit or a deadline per attempt)."""
+    return b"".join(chunks)
 
 
 def _httpx_error(httpx: Any, exc: Exception) -> TransportError:

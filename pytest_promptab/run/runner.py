@@ -14,6 +14,12 @@ awaited: the threads are daemon threads, so a Ctrl-C during slow LLM calls
 ends the session at once instead of waiting for calls nobody will report.
 (``concurrent.futures.ThreadPoolExecutor`` always joins its threads at
 interpreter exit, which is why this module has its own small pool.)
+
+Threads rather than one asyncio event loop: python-provider callables are
+synchronous anyway, and for HTTP calls one event loop with
+``httpx.AsyncClient`` cost about twice the client CPU per call of these
+threads with the ``openai`` provider's transport, and far more at 64 in
+flight (``benchmarks/bench_transport.py``).
 """
 
 from __future__ import annotations
