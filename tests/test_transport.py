@@ -196,3 +196,10 @@ def test_content_codings() -> None:
     with pytest.raises(TransportError) as info:
         _decoded(b"not gzip", "gzip")
     assert info.value.kind == "disconnected"
+
+
+@pytest.mark.parametrize("name", ["http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"])
+def test_proxy_variables_are_seen_in_any_case(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    assert not environment_proxies()
+    monkeypatch.setenv(name, "http://127.0.0.1:3128")
+    assert environment_proxies()

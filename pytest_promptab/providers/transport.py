@@ -32,9 +32,10 @@ open and of idle connections follows the concurrency.
 from __future__ import annotations
 
 import http
+import os
 import ssl
+import sys
 import threading
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol
@@ -119,9 +120,19 @@ class Transport(Protocol):
 
 
 def environment_proxies() -> bool:
-    """True when ``HTTP(S)_PROXY`` or ``ALL_PROXY`` (any case) is set."""
-    proxies = urllib.request.getproxies()
-    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+    """True when ``HTTP(S)_PROXY`` or ``ALL_PROXY`` (any case) is set, or, on
+    macOS and Windows, a system proxy (what httpx would apply)."""
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return True
+    if sys.platform in ("darwin", "win32"):
+        import urllib.request  # reads the system settings there
+
+        proxies = urllib.request.getproxies()
+        return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+    return False
+
+
+_PROXY_VARIABLES = tuple(name for base in ("http_proxy", "https_proxy", "all_proxy") for name in (base, base.upper()))
 
 
 def make_transport(ssl_context: Callable[[], ssl.SSLContext]) -> Transport:
