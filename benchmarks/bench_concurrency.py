@@ -27,12 +27,21 @@ Rounds are interleaved: each round runs every (scenario, implementation) in
 a shuffled order, so that the load of a shared machine hits both alike;
 medians over the rounds are shown, with the range.
 
-``--profile yappi`` runs one scenario once per implementation under yappi
-(CPU clock, every thread, the runner's and the event loop's included) and
-prints where the CPU goes: per thread, and the top functions by own time.
+The table also says when the server got the first request after the test
+loop started (client start-up: imports, the first provider, the threads) and
+how long after the server's last answer the last item was reported.
 
-Usage:  python benchmarks/bench_concurrency.py [--rounds 3] [--base REF] [--scenarios ...]
-        python benchmarks/bench_concurrency.py --profile yappi [--scenarios 2000@50ms:c32]
+``--profile yappi`` runs one scenario once per implementation under yappi
+(deterministic, CPU clock, every thread: pytest's and the runner's) and
+prints where the CPU goes: per thread, and the top functions by own time.
+``--profile py-spy`` samples the thread holding the GIL instead (much less
+distortion) and counts the test phase only: by area (pytest, the runner, the
+engine, the openai provider, httpcore, h11, ...) and by function. Both are
+dev tools (``pip install yappi py-spy``), not dependencies; ``--keep DIR``
+keeps the raw profiles.
+
+Usage:  python benchmarks/bench_concurrency.py [--rounds 3] [--base REF|none] [--scenarios ...]
+        python benchmarks/bench_concurrency.py --profile py-spy|yappi [--scenarios 2000@50ms:c32]
 Exit status 0 when every goal is met by the new implementation, 1 otherwise.
 """
 
