@@ -59,12 +59,14 @@ def test_connections_are_reused_and_as_many_kept_as_were_in_flight(fake_openai: 
     for thread in threads:
         thread.join()
     assert [a.status for a in answers] == [200] * 8
-    assert transport.idle_connections == gauge.max > 1  # one connection per call that was in flight at once
+    # one connection per call in flight at once (the client's window of a call holds the server's)
+    kept = transport.idle_connections
+    assert 1 < gauge.max <= kept <= 8
 
     fake_openai.delay_s = 0.0
     for _ in range(5):
         assert transport.send(endpoint, HEADERS, BODY, 10.0).status == 200
-    assert transport.idle_connections == gauge.max  # reused: no new connection for calls one at a time
+    assert transport.idle_connections == kept  # reused: no new connection for calls one at a time
     transport.close()
     assert transport.idle_connections == 0
 
