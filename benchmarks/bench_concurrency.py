@@ -66,6 +66,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))  # for tests.fake_openai
 
+from _profiles import YAPPI_PLUGIN, py_spy_command, py_spy_report, yappi_report  # noqa: E402
 from _util import clean_env, load_average, machine_info, print_machine, run, table  # noqa: E402
 
 from tests.fake_openai import FakeOpenAI, InFlight  # noqa: E402
@@ -109,28 +110,6 @@ def pytest_unconfigure(config):
         json.dump(_t, handle)
 '''
 
-YAPPI_PLUGIN = '''"""Benchmark helper plugin: yappi over every thread, CPU clock."""
-import json
-import os
-
-import yappi
-
-
-def pytest_configure(config):
-    yappi.set_clock_type("cpu")
-    yappi.start(builtins=True, profile_threads=True)
-
-
-def pytest_unconfigure(config):
-    yappi.stop()
-    funcs = [
-        {"module": f.module, "name": f.name, "line": f.lineno, "calls": f.ncall, "tsub": f.tsub, "ttot": f.ttot}
-        for f in yappi.get_func_stats()
-    ]
-    threads = [{"name": t.name, "ttot": t.ttot, "switches": t.sched_count} for t in yappi.get_thread_stats()]
-    with open(os.environ["BENCH_YAPPI_OUT"], "w") as handle:
-        json.dump({"funcs": funcs, "threads": threads}, handle)
-'''
 
 
 class Timeline(InFlight):
@@ -299,99 +278,21 @@ def report(scenarios: list[Scenario], impls: list[str], results: dict[tuple[str,
     return all_met
 
 
-def profile(root: Path, fake: FakeOpenAI, packages: dict[str, Path], scenario: Scenario, top: int) -> None:
+def profile(root: Path, fake: FakeOpenAI, packages: dict[str, Path], scenario: Scenario, tool: str, top: int) -> None:
+    """One run per implementation under ``tool`` (yappi or py-spy), and what it saw."""
     (root / "_bench_yappi.py").write_text(YAPPI_PLUGIN)
     for impl, package_root in packages.items():
-        out = root / f"yappi-{impl}.json"
-        row = measure(root, fake, package_root, scenario, ("_bench_yappi",), {"BENCH_YAPPI_OUT": str(out)})
-        data = json.loads(out.read_text())
-        calls = scenario.calls
-        print(f"\n### {impl}: {scenario.name} under yappi (CPU clock; slows Python code down): "
-              f"test phase {row['phase']:.2f} s, CPU {row['phase_cpu_ms']:.2f} ms/call in the test phase")
-        threads: dict[str, list[float]] = {}
-        for thread in data["threads"]:
-            name = re.sub(r"[-_ ]?\d+$", "-N", thread["name"])
-            threads.setdefault(name, []).append(thread["ttot"])
-        print(table([[name, len(v), f"{sum(v):.3f}", f"{sum(v) / calls * 1000:.3f}"]
-                     for name, v in sorted(threads.items(), key=lambda kv: -sum(kv[1]))],
-                    ["thread", "count", "CPU s", "CPU ms/call"]))
-        funcs = sorted(data["funcs"], key=lambda f: -f["tsub"])[:top]
-        print(table([[_short(f["module"]) + f":{f['line']}", f["name"], f["calls"], f"{f['tsub']:.3f}",
-                      f"{f['ttot']:.3f}", f"{f['tsub'] / calls * 1e6:.0f}"] for f in funcs],
-                    ["module", "function", "calls", "own CPU s", "total CPU s", "own us/call"]))
-        ours = sorted((f for f in data["funcs"] if "pytest_promptab" in f["module"]), key=lambda f: -f["ttot"])[:top]
-        print(f"\n{impl}: promptab's functions by total CPU (with what they call)")
-        print(table([[_short(f["module"]) + f":{f['line']}", f["name"], f["calls"], f"{f['ttot']:.3f}",
-                      f"{f['ttot'] / calls * 1e6:.0f}"] for f in ours],
-                    ["module", "function", "calls", "total CPU s", "total us/call"]))
-
-
-def profile_py_spy(root: Path, fake: FakeOpenAI, packages: dict[str, Path], scenario: Scenario, top: int) -> None:
-    """Sample the thread holding the GIL (``py-spy record --gil``) during one
-    run per implementation; only the samples of the test phase are counted
-    (stacks under pytest's test loop or under a runner thread, less the session
-    end that promptab runs inside the test loop's hook wrapper)."""
-    for impl, package_root in packages.items():
-        out = root / f"py-spy-{impl}.txt"
-        wrapper = [_py_spy(), "record", "--gil", "--threads", "--nonblocking", "-r", "1000", "--format", "raw",
-                   "-o", str(out), "--"]
-        row = measure(root, fake, package_root, scenario, wrapper=wrapper)
-        total = 0
-        own: dict[str, int] = {}
-        inside: dict[str, int] = {}
-        for line in out.read_text().splitlines():
-            stack, _, count = line.rpartition(" ")
-            frames = stack.split(";")
-            if not any(_in_test_phase(f) for f in frames) or any("end_test_loop" in f for f in frames):
-                continue  # start-up, collection, or the session end (run inside the test loop's hook wrapper)
-            n = int(count)
-            total += n
-            leaf = re.sub(r":\d+\)$", ")", frames[-1])
-            own[leaf] = own.get(leaf, 0) + n
-            for area in {_area(f) for f in frames}:
-                inside[area] = inside.get(area, 0) + n
-        print(f"\n### {impl}: {scenario.name} under py-spy (1000 Hz, GIL holder only): test phase "
-              f"{row['phase']:.2f} s; {total} samples in the test phase = {total / scenario.calls:.2f} ms/call")
-        print(table([[area, n, f"{n / max(total, 1) * 100:.0f}%", f"{n / scenario.calls:.3f}"]
-                     for area, n in sorted(inside.items(), key=lambda kv: -kv[1])],
-                    ["stacks that pass through", "samples", "share", "ms/call"]))
-        print(table([[name[:110], n, f"{n / scenario.calls * 1000:.0f}"]
-                     for name, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]],
-                    ["function (own time)", "samples", "us/call"]))
-
-
-def _py_spy() -> str:
-    """py-spy next to this Python (a dev tool: ``pip install py-spy``), else on PATH."""
-    beside = Path(sys.executable).parent / "py-spy"
-    found = str(beside) if beside.exists() else shutil.which("py-spy")
-    if not found:
-        raise SystemExit("--profile py-spy needs py-spy: pip install py-spy (a dev tool, not a dependency)")
-    return found
-
-
-_AREAS = (("pytest_promptab/providers/openai.py", "promptab openai provider"), ("pytest_promptab/run/runner", "promptab runner"),
-          ("pytest_promptab/run/engine", "promptab engine"), ("pytest_promptab/items", "promptab items"),
-          ("pytest_promptab", "promptab (any)"), ("httpcore", "httpcore"), ("httpx", "httpx"), ("h11", "h11"),
-          ("jinja2", "jinja2"), ("_pytest", "pytest"), ("pluggy", "pluggy"), ("json/", "json"))
-
-
-def _area(frame: str) -> str:
-    for marker, name in _AREAS:
-        if marker in frame:
-            return name
-    return "other"
-
-
-def _in_test_phase(frame: str) -> bool:
-    return "pytest_runtestloop" in frame or ("pytest_promptab/run/runner" in frame and "_work" in frame) or \
-        "_run_loop" in frame
-
-
-def _short(module: str) -> str:
-    for marker in ("site-packages/", "pytest_promptab/", "lib/python3"):
-        if marker in module:
-            return module[module.index(marker):]
-    return module
+        if tool == "yappi":
+            out = root / f"yappi-{impl}.json"
+            row = measure(root, fake, package_root, scenario, ("_bench_yappi",), {"BENCH_YAPPI_OUT": str(out)})
+            print(f"\n### {impl}: {scenario.name} under yappi (CPU clock; slows Python code down): "
+                  f"test phase {row['phase']:.2f} s, CPU {row['phase_cpu_ms']:.2f} ms/call in the test phase")
+            print(yappi_report(out, scenario.calls, top))
+        else:
+            out = root / f"py-spy-{impl}.txt"
+            row = measure(root, fake, package_root, scenario, wrapper=py_spy_command(out))
+            print(f"\n### {impl}: {scenario.name} under py-spy (1000 Hz, GIL holder only): test phase {row['phase']:.2f} s")
+            print(py_spy_report(out, scenario.calls, top))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -423,11 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         warm = Scenario(VARIANTS * CASES * 2, 0.0, 8)
         for package_root in packages.values():
             measure(root, fake, package_root, warm)  # warm-up: .pyc files, page cache
-        if args.profile == "yappi":
-            profile(root, fake, packages, args.scenarios[-1], args.top)
-        elif args.profile == "py-spy":
-            profile_py_spy(root, fake, packages, args.scenarios[-1], args.top)
         if args.profile:
+            profile(root, fake, packages, args.scenarios[-1], args.profile, args.top)
             if args.keep:
                 args.keep.mkdir(parents=True, exist_ok=True)
                 for kept in [*root.glob("yappi-*.json"), *root.glob("py-spy-*.txt")]:
