@@ -169,6 +169,17 @@ def test_registry_builds_one_openai_provider_per_config(fake_openai: FakeOpenAI)
     registry.close_all()
 
 
+def test_registry_shares_providers_by_config_value_and_folder(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    registry = ProviderRegistry()
+    config = ProviderConfig(type="openai", model="fake-model", base_url=fake_openai.base_url)
+    provider = registry.get(config, Path("."))
+    assert registry.get(config, Path(".")) is provider  # the same object, asked again
+    assert registry.get(ProviderConfig(type="openai", model="fake-model", base_url=fake_openai.base_url), Path(".")) is provider
+    assert registry.get(config, tmp_path) is not provider  # another folder: another provider
+    assert registry.get(config.model_copy(update={"model": "other"}), Path(".")) is not provider
+    registry.close_all()
+
+
 def test_concurrent_calls_share_one_client_without_queueing(fake_openai: FakeOpenAI) -> None:
     fake_openai.delay_s = 0.2
     provider = make_provider(fake_openai.base_url)

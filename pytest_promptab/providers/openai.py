@@ -2,16 +2,18 @@
 
 Works with OpenAI, Azure OpenAI (v1 API), Ollama, vLLM, llama.cpp server, LM
 Studio, OpenRouter, Groq, Together, Mistral and anything else that speaks the
-same protocol. One :class:`OpenAIProvider` (one ``httpx.Client`` and its
-connection pool) exists per distinct provider config and is shared by the
-runner's threads. Transient failures are retried by :mod:`.retry`.
+same protocol. One :class:`OpenAIProvider` (one pool of keep-alive
+connections, :mod:`.transport`) exists per distinct provider config and is
+shared by the runner's threads. The request body is encoded once per call;
+each attempt is one ``Transport.send``. Transient failures are retried by
+:mod:`.retry`.
 
 Secrets: the API key is read from the environment variable named by
 ``api_key_env`` and only ever put in the ``Authorization`` header. Error
 messages never contain the key, the server's host or URL credentials:
-everything taken from the server or from httpx passes through a scrubber.
-This module imports httpx, so it is only imported when an ``openai``
-provider is used (see :mod:`.registry`).
+everything taken from the server or from the transport passes through a scrubber.
+This module imports httpcore (httpx only for https or a proxy), so it is
+only imported when an ``openai`` provider is used (see :mod:`.registry`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
-import httpx
-
+from .. import __version__
 from ..errors import ConfigError, ProviderError
 from ..workflow.schema import ProviderConfig
 from .base import ProviderRequest, ProviderResponse
@@ -36,14 +38,12 @@ from .retry import (
     parse_retry_after,
     run_with_retries,
 )
+from .transport import Answer, Endpoint, Transport, TransportError, make_transport
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
-MAX_KEEPALIVE = 32
-"""Idle connections kept per provider. The number in flight is bounded by the
-runner (``--promptab-concurrency``), not by the pool, so a pool never makes a
-call wait."""
+USER_AGENT = f"pytest-promptab/{__version__}"
 
 _MESSAGE_LIMIT = 300
 _KEYLIKE = re.compile(r"\b(sk|gsk|xai)-[A-Za-z0-9_\-*.]{8,}")
@@ -68,17 +68,11 @@ class OpenAIProvider:
         self._base_url = base_url
         self._url = _endpoint(base_url)
         self._secrets = _secret_strings(self._api_key, base_url, self._url)
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = [("Accept", "application/json"), ("Content-Type", "application/json"), ("User-Agent", USER_AGENT)]
         if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        self._client = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(config.timeout_s),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=MAX_KEEPALIVE),
-            follow_redirects=False,
-            trust_env=True,
-            verify=_ssl_context(),
-        )
+            headers.append(("Authorization", f"Bearer {self._api_key}"))
+        self._headers = headers
+        self._transport: Transport = make_transport(_ssl_context)
         self.sleep: Callable[[float], None] = time.sleep
         """Used between attempts; tests may replace it."""
         self.clock: Callable[[], float] = time.monotonic
@@ -103,8 +97,16 @@ class OpenAIProvider:
         if payload.get("stream"):
             payload["stream"] = False  # one JSON answer is what we parse
         what = f"openai provider (model {model!r})"
+        try:
+            # encoded once for every attempt, as httpx's json= would (compact, UTF-8)
+            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise ProviderError(
+                f"{what}: the request cannot be sent as JSON ({exc})",
+                hint="settings must be JSON values: no NaN or infinity, no objects YAML cannot write as JSON",
+            ) from None
         response = run_with_retries(
-            lambda: self._attempt(payload, what),
+            lambda: self._attempt(body, what),
             self.config.retry,
             what=what,
             sleep=self.sleep,
@@ -113,45 +115,44 @@ class OpenAIProvider:
         return response.with_cost(self.config.pricing)
 
     def close(self) -> None:
-        self._client.close()
+        self._transport.close()
 
     def __repr__(self) -> str:  # never shows the key or the host
         return f"OpenAIProvider(model={self.config.model!r})"
 
     # -- one attempt -------------------------------------------------------
 
-    def _attempt(self, payload: dict[str, Any], what: str) -> ProviderResponse:
+    def _attempt(self, body: bytes, what: str) -> ProviderResponse:
         try:
-            answer = self._client.post(self._url, json=payload)
-        except httpx.TimeoutException as exc:
-            raise TransientFailure(
-                f"no answer within {self.config.timeout_s:g} s (provider.timeout_s; {type(exc).__name__})"
-            ) from None
-        except httpx.RemoteProtocolError as exc:
-            raise TransientFailure(
-                f"the server closed the connection without a valid answer ({self._scrub(str(exc)) or type(exc).__name__})"
-            ) from None
-        except httpx.NetworkError as exc:
-            raise TransientFailure(
-                f"network error talking to the server at base_url ({type(exc).__name__}: {self._scrub(str(exc))})"
-            ) from None
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            # UnsupportedProtocol, LocalProtocolError, ProxyError, bad URL: configuration, not luck
+            answer = self._transport.send(self._url, self._headers, body, self.config.timeout_s)
+        except TransportError as exc:
+            detail = self._scrub(exc.message)
+            if exc.kind == "timeout":
+                raise TransientFailure(
+                    f"no answer within {self.config.timeout_s:g} s (provider.timeout_s; {exc.name})"
+                ) from None
+            if exc.kind == "disconnected":
+                raise TransientFailure(
+                    f"the server closed the connection without a valid answer ({detail or exc.name})"
+                ) from None
+            if exc.kind == "network":
+                raise TransientFailure(f"network error talking to the server at base_url ({exc.name}: {detail})") from None
+            # a proxy or protocol problem: configuration, not luck
             raise ProviderError(
-                f"{what}: request failed ({type(exc).__name__}: {self._scrub(str(exc))})",
+                f"{what}: request failed ({exc.name}: {detail})",
                 hint=f"check provider.base_url (or ${BASE_URL_ENV}): it must be an http(s) URL of an "
                 "OpenAI-compatible API, e.g. http://localhost:11434/v1",
             ) from None
-        if answer.status_code != 200:
+        if answer.status != 200:
             self._raise_for_status(answer, what)
         return self._parse(answer)
 
-    def _raise_for_status(self, answer: httpx.Response, what: str) -> None:
-        status = answer.status_code
+    def _raise_for_status(self, answer: Answer, what: str) -> None:
+        status = answer.status
         message, code = _error_details(answer)
         cause = f"HTTP {status}"
-        if answer.reason_phrase:
-            cause += f" {answer.reason_phrase}"
+        if answer.reason:
+            cause += f" {answer.reason}"
         if message:
             cause += f": {self._scrub(message)}"
         if is_retryable_status(status, code):
@@ -176,7 +177,7 @@ class OpenAIProvider:
             return "the server rejected the request: check the model name and provider/node settings"
         return None
 
-    def _parse(self, answer: httpx.Response) -> ProviderResponse:
+    def _parse(self, answer: Answer) -> ProviderResponse:
         try:
             data = json.loads(answer.content)
         except (ValueError, UnicodeDecodeError):
@@ -232,14 +233,14 @@ def scrub(text: str, secrets: list[str]) -> str:
     return _KEYLIKE.sub(lambda m: f"{m.group(1)}-<redacted>", text)
 
 
-def _secret_strings(api_key: str | None, base_url: str, url: httpx.URL) -> list[str]:
+def _secret_strings(api_key: str | None, base_url: str, url: Endpoint) -> list[str]:
     """What must never appear in a message: the key, the URLs, the host and
     any credentials written into the URL."""
-    found = [base_url, str(url)]
-    parsed = httpx.URL(base_url.strip())
-    found += [parsed.host, parsed.netloc.decode("ascii", "replace"), parsed.username, parsed.password]
+    parsed = urlsplit(base_url.strip())
+    candidates = [base_url, url.url, url.host, url.host_header, parsed.hostname, parsed.netloc,
+                  parsed.username, parsed.password]
     # short strings would mangle ordinary words; the key is removed whatever its length
-    found = [s for s in found if s and len(s) >= 4]
+    found = [s for s in candidates if s and len(s) >= 4]
     if api_key:
         found.append(api_key)
     return found
@@ -251,41 +252,39 @@ _ssl_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
 
 def _ssl_context() -> ssl.SSLContext:
     """httpx's default TLS context (certifi, or $SSL_CERT_FILE / $SSL_CERT_DIR),
-    built once: loading the CA bundle is the slow part of making a client."""
+    built once, at the first https connection: loading the CA bundle (and
+    httpx) is slow, and plain-http local servers never need it."""
     key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
     with _ssl_lock:
         context = _ssl_contexts.get(key)
         if context is None:
+            import httpx
+
             context = _ssl_contexts[key] = httpx.create_ssl_context(trust_env=True)
         return context
 
 
-def _endpoint(base_url: str) -> httpx.URL:
+def _endpoint(base_url: str) -> Endpoint:
     """``base_url`` + ``/chat/completions`` (kept when already there), with
     any query string (e.g. Azure's ``api-version``) preserved."""
     try:
-        url = httpx.URL(base_url.strip())
-    except Exception:
-        raise ConfigError(
-            "provider.base_url is not a valid URL",
-            hint=f"use e.g. https://api.openai.com/v1 (it may come from ${BASE_URL_ENV})",
-        ) from None
-    if url.scheme not in ("http", "https") or not url.host:
+        parts = urlsplit(base_url.strip())
+        path = parts.path.rstrip("/")
+        if not path.endswith("/chat/completions"):
+            path += "/chat/completions"
+        return Endpoint.from_split(parts._replace(path=path, fragment=""))
+    except (ValueError, UnicodeError):
         raise ConfigError(
             "provider.base_url must be an http:// or https:// URL",
             hint=f"use e.g. http://localhost:11434/v1 (it may come from ${BASE_URL_ENV})",
-        )
-    path = url.path.rstrip("/")
-    if not path.endswith("/chat/completions"):
-        path += "/chat/completions"
-    return url.copy_with(path=path)
+        ) from None
 
 
-def _error_details(answer: httpx.Response) -> tuple[str | None, str | None]:
+def _error_details(answer: Answer) -> tuple[str | None, str | None]:
     """The provider's own error message and code, from an OpenAI-style body
     ``{"error": {"message": ..., "code"/"type": ...}}`` or a plain text body."""
     try:
-        body = answer.json()
+        body = json.loads(answer.content)
     except (ValueError, UnicodeDecodeError):
         text = answer.text.strip() if answer.content else ""
         return (text[:_MESSAGE_LIMIT] or None), None

@@ -88,6 +88,9 @@ class ConcurrencyLimitedProvider:
         return f"ConcurrencyLimitedProvider({self.inner!r}, limit={self.limit})"
 
 
+_IDENTITY_CACHE_SIZE = 256
+
+
 class ProviderRegistry:
     def __init__(self) -> None:
         self._factories: dict[str, ProviderFactory] = {
@@ -95,6 +98,9 @@ class ProviderRegistry:
             "openai": _openai_factory,
         }
         self._live: dict[tuple[str, str], Provider] = {}
+        self._by_identity: dict[int, tuple[ProviderConfig, Path, Provider]] = {}
+        """id(config) -> (config, base_dir, provider): spares the JSON dump of
+        the config on every call for the config objects the engine reuses."""
         self._semaphores: dict[Hashable, threading.Semaphore] = {}
         self._lock = threading.Lock()
 
@@ -108,6 +114,9 @@ class ProviderRegistry:
     def get(self, config: ProviderConfig, base_dir: Path) -> Provider:
         """The live provider for ``config`` (created once, then shared),
         limited to ``config.max_concurrency`` calls in flight when set."""
+        known = self._by_identity.get(id(config))
+        if known is not None and known[0] is config and known[1] == base_dir:
+            return known[2]
         key = (config.model_dump_json(), str(base_dir))
         with self._lock:
             provider = self._live.get(key)
@@ -124,6 +133,9 @@ class ProviderRegistry:
                         provider, self._semaphore(config, base_dir), config.max_concurrency
                     )
                 self._live[key] = provider
+            if len(self._by_identity) >= _IDENTITY_CACHE_SIZE:
+                self._by_identity.clear()  # configs built per call (llm_judge) must not pile up
+            self._by_identity[id(config)] = (config, base_dir, provider)
             return provider
 
     def _semaphore(self, config: ProviderConfig, base_dir: Path) -> threading.Semaphore:
@@ -138,6 +150,7 @@ class ProviderRegistry:
     def close_all(self) -> None:
         with self._lock:
             live, self._live = list(self._live.values()), {}
+            self._by_identity = {}
         for provider in live:
             try:
                 provider.close()

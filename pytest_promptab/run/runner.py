@@ -14,6 +14,12 @@ awaited: the threads are daemon threads, so a Ctrl-C during slow LLM calls
 ends the session at once instead of waiting for calls nobody will report.
 (``concurrent.futures.ThreadPoolExecutor`` always joins its threads at
 interpreter exit, which is why this module has its own small pool.)
+
+Threads rather than one asyncio event loop: python-provider callables are
+synchronous anyway, and for HTTP calls one event loop with
+``httpx.AsyncClient`` cost about twice the client CPU per call of these
+threads with the ``openai`` provider's transport, and far more at 64 in
+flight (``benchmarks/bench_transport.py``).
 """
 
 from __future__ import annotations
@@ -45,7 +51,10 @@ class Slot(Generic[T]):
         self._value: T | None = None
         self._error: BaseException | None = None
         self._lock = threading.Lock()
-        self._done = threading.Event()
+        self._done = threading.Lock()
+        """Held until the slot is finished or cancelled: a latch that costs
+        less than a ``threading.Event`` (one of these per item)."""
+        self._done.acquire()
 
     def start(self) -> bool:
         """Claim the slot for running; False when it was cancelled."""
@@ -61,7 +70,7 @@ class Slot(Generic[T]):
             if self._state != _PENDING:
                 return self._state == _CANCELLED
             self._state = _CANCELLED
-        self._done.set()
+        self._done.release()
         return True
 
     @property
@@ -72,11 +81,12 @@ class Slot(Generic[T]):
         self._value, self._error = value, error
         with self._lock:
             self._state = _DONE
-        self._done.set()
+        self._done.release()
 
     def wait(self) -> T:
         """The job's result (its exception is re-raised here)."""
-        self._done.wait()
+        with self._done:  # returns once finished or cancelled; Ctrl-C interrupts it
+            pass
         if self._state == _CANCELLED:
             raise RunCancelled()
         if self._error is not None:
@@ -103,13 +113,14 @@ class Runner:
         if self.concurrency <= 1 or len(jobs) <= 1:
             return
         with self._lock:
+            # threads first: they take the first runs while the rest are queued
+            self._start_threads(min(self.concurrency, len(self._slots) + len(jobs)))
             for key, job in jobs:
                 if key in self._slots:
                     continue
                 slot: Slot[RunRecord] = Slot(job)
                 self._slots[key] = slot
                 self._queue.put(slot)
-            self._start_threads(min(self.concurrency, len(self._slots)))
 
     def result(self, key: Hashable, job: Job) -> RunRecord:
         """The run of ``key``: waits for its submitted job, or runs ``job``
