@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from .errors import PromptabError
+from .errors import PromptabError, PromptabWarning
 from .run.records import USER_PROPERTY, RunRecord
 from .session import RunJob
 from .stash import SESSION_KEY
@@ -51,6 +51,11 @@ class ABTestCollector(pytest.Collector):
 
     def collect(self) -> Iterator[pytest.Item]:
         psession = self.config.stash[SESSION_KEY]
+        from .analysis.design import collection_warning
+
+        too_few = collection_warning(self.loaded, psession.runs_per_case(self.loaded))
+        if too_few:  # before any call: the design can never name a winner
+            self.warn(PromptabWarning(f"{self.display}::{self.name}: {too_few}"))
         no_cases = len(self.loaded.cases) == 1 and self.loaded.config.cases is None
         for job in psession.jobs(self.loaded, self.display):
             case = self.loaded.cases[job.case_index]

@@ -39,16 +39,18 @@ def test_examples_run_with_a_winner_a_gate_xfail_and_a_warning(pytester: pytest.
     result = pytester.runpytest("--promptab", NO_MLFLOW, "examples/", "-rA")
     assert result.ret == 0, result.stdout.str()
     outcomes = result.parseoutcomes()
-    # 3 variants x 6 cases x 5 runs = 90 runs, plus 4 gates x 3 variants
-    assert outcomes["passed"] + outcomes["xfailed"] == 90 + 12
+    # 3 variants x 10 cases x 5 runs = 150 runs, plus 4 gates x 3 variants
+    assert outcomes["passed"] + outcomes["xfailed"] == 150 + 12
     result.stdout.fnmatch_lines(["*promptab summary*", "*winner: empathetic*"])
+    result.stdout.fnmatch_lines(["unit: the case (10 cases x 5 runs;*", "power: this design detects a pass_rate difference of ±*pp or more with 80% power at alpha 0.05*"])
+    assert "too few cases" not in result.stdout.str()
     result.stdout.fnmatch_lines(["XFAIL examples/support.yaml::reply-tone::gate?terse:pass_rate>=0.6?*"])
     assert outcomes.get("warnings", 0) >= 1
     result.stdout.fnmatch_lines(["*PromptabWarning*tokens_out.mean*"])
     data = json.loads((pytester.path / ".promptab" / "results.json").read_text())
     (ab,) = data["abtests"]
     assert ab["winner"] == "empathetic"
-    assert len(ab["runs"]) == 90
+    assert len(ab["runs"]) == 150
     by_name = {v["name"]: v for v in ab["variants"]}
     assert by_name["empathetic"]["comparison"]["better"] is True
     assert by_name["terse"]["violated"] == ["pass_rate>=0.6"]

@@ -497,7 +497,7 @@ def test_ollama_example_is_skipped_with_a_reason_when_no_server_answers(
     result = run(pytester, "examples/ollama", "-rs")
     assert result.ret == 0
     outcomes = result.parseoutcomes()
-    assert outcomes == {"skipped": 8}  # 2 variants x 2 cases x 2 runs, no call made
+    assert outcomes == {"skipped": 24}  # 2 variants x 6 cases x 2 runs, no call made
     reason = f"no OpenAI-compatible server at {url}; start Ollama (ollama serve) to run this example"
     skipped = [line for line in result.outlines if line.startswith("SKIPPED ")]
     assert skipped and all(line.endswith(reason) for line in skipped), skipped
@@ -512,7 +512,7 @@ def test_ollama_example_runs_against_an_openai_compatible_server_and_replays_wit
     outcomes = result.parseoutcomes()
     assert result.ret == 0, result.stdout.str()
     assert "failed" not in outcomes and "skipped" not in outcomes
-    assert len(server.completions) == 8
+    assert len(server.completions) == 24
     assert {r.body["model"] for r in server.completions} == {"llama3.2"}
     assert all("authorization" not in r.headers for r in server.completions)  # no key sent to a local server
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from ..analysis.summary import ABTestSummary, VariantSummary
+from .verdicts import verdict_lines
 
 WINNER_MARK = "*"
 
 
 def render_abtest(summary: ABTestSummary, *, verbose: bool = False) -> list[str]:
     lines = [f"{summary.nodeid}  (workflow {summary.workflow!r}, objective: {summary.objective} {summary.goal})"]
-    headers = ["variant", "role", "runs", "pass rate [95% CI]", f"diff {summary.objective} [95% CI]", "p (Holm)",
+    headers = ["variant", "role", "runs", "pass rate [95% CI]", f"diff {summary.objective} [CI]", "p (Holm)",
                "score", "latency p50/p95 ms", "tokens", "cost $", "gates"]
     rows = [_row(summary, v) for v in summary.variants]
     lines += tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True).splitlines()
@@ -26,8 +27,7 @@ def render_abtest(summary: ABTestSummary, *, verbose: bool = False) -> list[str]
         lines.append(reason if reason.startswith("no significant winner") else f"no significant winner: {reason}")
     if not summary.complete:
         lines.append("note: not every run of this A/B test ran (deselected or stopped early)")
-    if summary.failed_runs:
-        lines.append(f"failed runs: {summary.failed_runs} (excluded from the statistics)")
+    lines += verdict_lines(summary)
     violated = [g for g in summary.gates if not g.met]
     if violated:
         lines.append("gates violated:")
