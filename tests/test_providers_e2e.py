@@ -128,7 +128,7 @@ def results(pytester: pytest.Pytester, name: str = ".promptab/results.json") -> 
 def test_only_selected_items_call_the_provider(pytester: pytest.Pytester, server: FakeOpenAI) -> None:
     write(pytester, flow(server.base_url))  # 2 variants x 2 cases x 2 runs
     result = run(pytester, "-k", "polite and alpha")
-    assert result.parseoutcomes() == {"passed": 2, "deselected": 6}
+    assert result.parseoutcomes() == {"passed": 2, "deselected": 6, "warnings": 1}
     assert prompts(server) == ["Please say alpha"] * 2
 
     server.reset()
@@ -261,7 +261,7 @@ def test_xdist_workers_run_their_items_without_prefetch_and_match_a_serial_run(
     gauge = InFlight(server)
     write(pytester, flow(server.base_url, runs=3))  # 12 runs
     serial = run(pytester, "--promptab-json=serial.json")
-    assert serial.parseoutcomes() == {"passed": 6, "xfailed": 6}
+    assert serial.parseoutcomes() == {"passed": 6, "xfailed": 6, "warnings": 1}
     serial_prompts = sorted(prompts(server))
 
     server.reset()
@@ -271,7 +271,7 @@ def test_xdist_workers_run_their_items_without_prefetch_and_match_a_serial_run(
         *QUIET_PLUGINS, "--promptab", NO_MLFLOW, "-n", "2", "-p", "no:cacheprovider", "--promptab-json=parallel.json",
         "--promptab-concurrency", "8",
     )
-    assert parallel.parseoutcomes() == {"passed": 6, "xfailed": 6}, parallel.stdout.str()
+    assert parallel.parseoutcomes() == {"passed": 6, "xfailed": 6, "warnings": 1}, parallel.stdout.str()
     assert sorted(prompts(server)) == serial_prompts
     assert gauge.max <= 2  # each worker runs its items one by one: no prefetch
 
@@ -447,7 +447,7 @@ def test_replay_miss_fails_that_item_telling_how_to_record(pytester: pytest.Pyte
     assert run(pytester, "--promptab-cache", "record").ret == 0
     server.reset()
     result = run(pytester, "--promptab-cache", "replay", "--promptab-runs", "2", "-rf")
-    assert result.parseoutcomes() == {"passed": 2, "failed": 2}
+    assert result.parseoutcomes() == {"passed": 2, "failed": 2, "warnings": 1}
     result.stdout.fnmatch_lines(
         [
             "*_ promptab baseline[[]alpha-run2[]] _*",
@@ -468,7 +468,7 @@ def test_auto_replays_what_it_has_and_records_the_rest(pytester: pytest.Pytester
     assert server.completions == []
     write(pytester, flow(server.base_url, runs=1, cases=("alpha", "beta")))
     result = run(pytester, "--promptab-cache", "auto")
-    assert result.parseoutcomes() == {"passed": 2, "xfailed": 2}
+    assert result.parseoutcomes() == {"passed": 2, "xfailed": 2, "warnings": 1}
     assert sorted(prompts(server)) == ["Please say beta", "Say beta"]  # only the new case went out
 
 
