@@ -87,9 +87,11 @@ def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> 
         tr.write_line(f"MLflow: not logged ({summary.mlflow_error}); the results file has everything")
     if summary.tolerated_errors:
         n = summary.tolerated_errors
+        what = "FAILED item is an errored run" if n == 1 else "FAILED items are errored runs"
+        verb = "it does" if n == 1 else "they do"
         tr.write_line(
-            f"promptab: the {n} FAILED item{'s are' if n != 1 else ' is'} errored run{'s' if n != 1 else ''} "
-            "within ab_test.max_error_rate: they do not fail the session (max_error_rate: 0 makes them do so)",
+            f"promptab: exit code 0: the {n} {what} within ab_test.max_error_rate; {verb} not fail the session "
+            "(max_error_rate: 0 makes every FAILED run fail it)",
             yellow=True,
         )
     if any(blocks_deploy(ab.gates) for ab in summary.abtests) and not summary.interrupted:

@@ -96,7 +96,7 @@ def design_note(
     sd = (sum(x * x for x in sds) / len(sds)) ** 0.5 if sds else None
     decidable = design_mod.decidable(cases, runs_per_case, challengers, alpha)
     detectable = None
-    if decidable and sd is not None and challengers:
+    if decidable and sd and challengers:  # no spread observed: nothing to size a difference by
         detectable = paired.detectable_difference(units, sd, alpha, challengers)
     return DesignNote(
         unit=unit, cases=cases, runs=runs_per_case, challengers=challengers,
