@@ -25,8 +25,7 @@ from pytest_promptab.analysis.stats import (
     variant_interval,
     wilson_interval,
 )
-from pytest_promptab.analysis.summary import VariantSummary
-from pytest_promptab.analysis.summary import Comparison
+from pytest_promptab.analysis.summary import Comparison, VariantSummary
 from pytest_promptab.run.records import RunRecord
 from pytest_promptab.workflow.schema import ObjectiveConfig
 
