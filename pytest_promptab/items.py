@@ -8,6 +8,7 @@ file never stops the others from running.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -54,8 +55,12 @@ class ABTestCollector(pytest.Collector):
         from .analysis.design import collection_warning
 
         too_few = collection_warning(self.loaded, psession.runs_per_case(self.loaded))
-        if too_few:  # before any call: the design can never name a winner
-            self.warn(PromptabWarning(f"{self.display}::{self.name}: {too_few}"))
+        first_worker = getattr(self.config, "workerinput", {}).get("workerid", "gw0") == "gw0"
+        if too_few and first_worker:  # before any call: the design can never name a winner (said once under xdist)
+            warnings.warn_explicit(
+                PromptabWarning(f"{self.display}::{self.name}: {too_few}"),
+                category=None, filename=str(self.path), lineno=self.loaded.line("ab_test") or 1,
+            )  # fmt: skip
         no_cases = len(self.loaded.cases) == 1 and self.loaded.config.cases is None
         for job in psession.jobs(self.loaded, self.display):
             case = self.loaded.cases[job.case_index]
