@@ -103,10 +103,10 @@ class SignFlip:
         ``(low, high)``; a side is ``None`` when no shift is ever rejected
         (too few units for this level)."""
         centre = self.mean
-        if self.smallest_p() >= level or np.all(self.diffs == self.diffs[0]):
-            if np.all(self.diffs == self.diffs[0]) and self.smallest_p() < level:
-                return (centre, centre)  # no spread at all: only the observed shift is compatible
+        if self.smallest_p() >= level:
             return (None, None)
+        if np.all(self.diffs == self.diffs[0]):
+            return (centre, centre)  # no spread at all: only the observed shift is compatible
         spread = float(self.diffs[-1] - self.diffs[0])
         return (self._bound(centre, -1.0, spread, level), self._bound(centre, 1.0, spread, level))
 
