@@ -17,12 +17,13 @@ xfail does, so no traceback is formatted for it.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from .errors import PromptabError
+from .errors import PromptabError, PromptabWarning
 from .gatereports import PENDING_PROPERTY
 from .run.records import USER_PROPERTY, RunRecord
 from .session import GateVerdict, RunJob
@@ -61,6 +62,15 @@ class ABTestCollector(pytest.Collector):
 
     def collect(self) -> Iterator[pytest.Item]:
         psession = self.config.stash[SESSION_KEY]
+        from .analysis.design import collection_warning
+
+        too_few = collection_warning(self.loaded, psession.runs_per_case(self.loaded))
+        first_worker = getattr(self.config, "workerinput", {}).get("workerid", "gw0") == "gw0"
+        if too_few and first_worker:  # before any call: the design can never name a winner (said once under xdist)
+            warnings.warn_explicit(
+                PromptabWarning(f"{self.display}::{self.name}: {too_few}"),
+                category=None, filename=str(self.path), lineno=self.loaded.line("ab_test") or 1,
+            )  # fmt: skip
         no_cases = len(self.loaded.cases) == 1 and self.loaded.config.cases is None
         jobs = psession.jobs(self.loaded, self.display)
         for job in jobs:

@@ -54,6 +54,12 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
                 f"MLflow logging failed: {problem}. Nothing is lost: every result is in {_shown(psession.options.results_path)}",
             )
         psession.write_results()  # now with the MLflow run ids
+    if not summary.interrupted and session.exitstatus == 1:
+        from .analysis.tolerance import exit_code_ignores_failures
+
+        if exit_code_ignores_failures(summary, session.testsfailed):
+            summary.tolerated_errors = session.testsfailed  # errored runs within max_error_rate: not a red build
+            session.exitstatus = pytest.ExitCode.OK
     if not summary.interrupted and session.exitstatus in (0, 1):
         if any(blocks_deploy(ab.gates) for ab in summary.abtests):
             session.exitstatus = psession.options.block_exit_code
@@ -75,6 +81,15 @@ def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> 
         tr.write_line(f"MLflow: {_safe_uri(summary.mlflow_uri)} (experiment {experiments}); {_how_to_open(summary.mlflow_uri, psession)}")
     elif summary.mlflow_error:
         tr.write_line(f"MLflow: not logged ({summary.mlflow_error}); the results file has everything")
+    if summary.tolerated_errors:
+        n = summary.tolerated_errors
+        what = "FAILED item is an errored run" if n == 1 else "FAILED items are errored runs"
+        verb = "it does" if n == 1 else "they do"
+        tr.write_line(
+            f"promptab: exit code 0: the {n} {what} within ab_test.max_error_rate; {verb} not fail the session "
+            "(max_error_rate: 0 makes every FAILED run fail it)",
+            yellow=True,
+        )
     if any(blocks_deploy(ab.gates) for ab in summary.abtests) and not summary.interrupted:
         tr.write_line(
             f"DEPLOY BLOCKED: a BLOCK_DEPLOY gate failed (exit code {psession.options.block_exit_code})", red=True, bold=True

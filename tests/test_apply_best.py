@@ -38,6 +38,8 @@ def _summary(
     metric: str = "pass_rate",
     diff: float = 0.3,
     p_adjusted: float | None = 0.002,
+    runs: int = 10,
+    max_error_rate: float = 0.05,
 ) -> ABTestSummary:
     comparison = Comparison(
         variant="empathetic", metric=metric, baseline_value=0.6, value=0.6 + diff, diff=diff,
@@ -47,7 +49,7 @@ def _summary(
     variants = [
         VariantSummary(name="baseline", role="baseline", runs=10, failed_runs=0, aggregates={},
                        pass_rate=0.6, pass_rate_ci=(0.31, 0.83)),
-        VariantSummary(name="empathetic", role="challenger", runs=10, failed_runs=failed_runs, aggregates={},
+        VariantSummary(name="empathetic", role="challenger", runs=runs, failed_runs=failed_runs, aggregates={},
                        pass_rate=0.9, pass_rate_ci=(0.6, 0.98), comparison=comparison,
                        winner=winner == "empathetic", violated=violated or []),
         VariantSummary(name="terse", role="challenger", runs=10, failed_runs=0, aggregates={},
@@ -57,7 +59,7 @@ def _summary(
         file="examples/support.yaml", workflow="support-reply", name="reply-tone",
         nodeid="examples/support.yaml::reply-tone", baseline="baseline", objective=metric, goal="max",
         alpha=0.05, variants=variants, winner=winner, winner_reason=winner_reason, complete=complete,
-        failed_runs=failed_runs,
+        failed_runs=failed_runs, max_error_rate=max_error_rate,
     )
 
 
@@ -97,6 +99,11 @@ def test_applies_the_winner_with_backup_and_permissions(workflow_file: Path) -> 
     assert sorted(p.name for p in workflow_file.parent.iterdir()) == ["support.yaml", "support.yaml.bak"]
 
 
+def test_a_winner_with_errored_runs_within_max_error_rate_is_applied(workflow_file: Path) -> None:
+    # 2 of 50 runs FAILED (4%): within the default max_error_rate of 5%
+    assert _apply(workflow_file, _summary(failed_runs=2, runs=50)).applied
+
+
 def test_applying_twice_changes_nothing(workflow_file: Path) -> None:
     original = workflow_file.read_bytes()
     assert _apply(workflow_file, _summary()).applied
@@ -118,8 +125,9 @@ def test_applying_twice_changes_nothing(workflow_file: Path) -> None:
     ("summary", "options", "why"),
     [
         (_summary(), {"interrupted": True}, "the session was interrupted"),
-        (_summary(failed_runs=2), {}, "2 failed runs"),
-        (_summary(failed_runs=1), {}, "1 failed run"),
+        (_summary(failed_runs=2), {}, "'empathetic' has 2 failed runs of 10 (20%), above ab_test.max_error_rate 0.05"),
+        (_summary(failed_runs=1, runs=100, max_error_rate=0.0), {},
+         "'empathetic' has 1 failed run of 100 (1%), above ab_test.max_error_rate 0"),
         (_summary(complete=False), {}, "not every run of the A/B test ran (deselected or stopped early)"),
         (_summary(winner="baseline"), {}, "no significant winner"),
         (_summary(winner=None), {}, "no significant winner"),

@@ -39,16 +39,19 @@ def test_examples_run_with_a_winner_a_gate_xfail_and_a_warning(pytester: pytest.
     result = pytester.runpytest("--promptab", NO_MLFLOW, "examples/", "-rA")
     assert result.ret == 0, result.stdout.str()
     outcomes = result.parseoutcomes()
-    # 3 variants x 6 cases x 5 runs = 90 runs, plus 4 gates x 3 variants
-    assert outcomes["passed"] + outcomes["xfailed"] == 90 + 12
+    # 3 variants x 10 cases x 5 runs = 150 runs, plus 4 gates x 3 variants
+    assert outcomes["passed"] + outcomes["xfailed"] == 150 + 12
     result.stdout.fnmatch_lines(["*promptab summary*", "*winner: empathetic*"])
+    result.stdout.fnmatch_lines(["unit: the case (10 cases x 5 runs;*", "power: this design detects a pass_rate difference of ±*pp or more with 80%",
+                                 "  power at alpha 0.05*"])  # lines wrapped at pytester's 80 columns
+    assert "too few cases" not in result.stdout.str()
     result.stdout.fnmatch_lines(["XFAIL examples/support.yaml::reply-tone::gate?terse:pass_rate>=0.6?*"])
     assert outcomes.get("warnings", 0) >= 1
     result.stdout.fnmatch_lines(["*PromptabWarning*tokens_out.mean*"])
     data = json.loads((pytester.path / ".promptab" / "results.json").read_text())
     (ab,) = data["abtests"]
     assert ab["winner"] == "empathetic"
-    assert len(ab["runs"]) == 90
+    assert len(ab["runs"]) == 150
     by_name = {v["name"]: v for v in ab["variants"]}
     assert by_name["empathetic"]["comparison"]["better"] is True
     assert by_name["terse"]["violated"] == ["pass_rate>=0.6"]
@@ -76,14 +79,14 @@ def test_node_ids_outcomes_and_xfail_reason(pytester: pytest.Pytester, echo_work
     )
     result.stdout.fnmatch_lines(["*XFAIL flow.yaml::ab::baseline?bad-run1? - check 'is-yes' failed*'yes'*'no'*"])
     outcomes = result.parseoutcomes()
-    assert outcomes == {"passed": 2, "xfailed": 6}
+    assert outcomes == {"passed": 2, "xfailed": 6, "warnings": 1}  # the warning: 2 cases can never decide
     assert result.ret == 0
 
 
 def test_k_and_deselect_select_runs(pytester: pytest.Pytester, echo_workflow) -> None:
     echo_workflow("flow", SIMPLE)
     result = pytester.runpytest("--promptab", NO_MLFLOW, "-k", "loud and good")
-    assert result.parseoutcomes() == {"xfailed": 2, "deselected": 6}
+    assert result.parseoutcomes() == {"xfailed": 2, "deselected": 6, "warnings": 1}
     result = pytester.runpytest("--promptab", NO_MLFLOW, "--deselect", "flow.yaml::ab::baseline[good-run1]")
     assert result.parseoutcomes()["deselected"] == 1
     result.stdout.fnmatch_lines(["*not every run of this A/B test ran*"])

@@ -57,7 +57,7 @@ def test_xfail_report_has_no_traceback_and_keeps_reason_and_junit(pytester: pyte
     echo_workflow("flow", SIMPLE)
     result = pytester.runpytest("--promptab", NO_MLFLOW, "-rx", "--junitxml=out.xml")
     assert result.ret == 0
-    assert result.parseoutcomes() == {"passed": 2, "xfailed": 6}
+    assert result.parseoutcomes() == {"passed": 2, "xfailed": 6, "warnings": 1}
     result.stdout.fnmatch_lines(["XFAIL flow.yaml::ab::loud?good-run1? - check 'is-yes' failed*'yes'*'YES'*"])
     # no traceback was formatted for any XFAIL (pytest.xfail() made one each)
     reprs = json.loads((pytester.path / "xfail_reprs.json").read_text())
@@ -73,7 +73,7 @@ def test_runxfail_turns_a_failed_check_into_a_failure(pytester: pytest.Pytester,
     echo_workflow("flow", SIMPLE)
     result = pytester.runpytest("--promptab", NO_MLFLOW, "--runxfail")
     assert result.ret == 1
-    assert result.parseoutcomes() == {"passed": 2, "failed": 6}
+    assert result.parseoutcomes() == {"passed": 2, "failed": 6, "warnings": 1}
     result.stdout.fnmatch_lines(["FAILED flow.yaml::ab::baseline?bad-run1? - check 'is-yes' failed*"])
     assert "Traceback" not in result.stdout.str()
 
@@ -155,14 +155,14 @@ def test_progress_never_passes_100_percent(pytester: pytest.Pytester, echo_workf
     result = pytester.runpytest("--promptab", NO_MLFLOW, "-v")
     percents = [int(p) for p in re.findall(r"\[\s*(\d+)%\]", result.stdout.str())]
     assert percents and max(percents) == 100 and percents[-1] == 100
-    assert result.parseoutcomes() == {"passed": 2, "xfailed": 7, "failed": 1}
+    assert result.parseoutcomes() == {"passed": 2, "xfailed": 7, "failed": 1, "warnings": 1}
 
 
 def test_k_gate_selects_gates_and_skips_them_as_partial(pytester: pytest.Pytester, echo_workflow) -> None:
     echo_workflow("flow", BLOCKING)
     result = pytester.runpytest("--promptab", NO_MLFLOW, "-k", "gate", "-rs")
     assert result.ret == 0  # not 5 (nothing collected), never the block code
-    assert result.parseoutcomes() == {"skipped": 2, "deselected": 8}
+    assert result.parseoutcomes() == {"skipped": 2, "deselected": 8, "warnings": 1}
     result.stdout.fnmatch_lines(["SKIPPED [[]2[]] flow.yaml*: partial selection: 0 of 8 runs"])
     assert "DEPLOY BLOCKED" not in result.stdout.str()
 
@@ -173,7 +173,7 @@ def test_partial_selection_never_blocks(pytester: pytest.Pytester, echo_workflow
     assert full.ret == 10
     part = pytester.runpytest("--promptab", NO_MLFLOW, "--deselect", "flow.yaml::ab::loud[good-run1]", "-rs")
     assert part.ret == 0
-    assert part.parseoutcomes() == {"passed": 2, "xfailed": 5, "skipped": 2, "deselected": 1}
+    assert part.parseoutcomes() == {"passed": 2, "xfailed": 5, "skipped": 2, "deselected": 1, "warnings": 1}
     part.stdout.fnmatch_lines(["SKIPPED [[]2[]] flow.yaml*: partial selection: 7 of 8 runs"])
     assert "DEPLOY BLOCKED" not in part.stdout.str()
     data = json.loads((pytester.path / ".promptab" / "results.json").read_text())
@@ -185,7 +185,7 @@ def test_last_failed_selects_a_failed_gate_with_its_runs(pytester: pytest.Pytest
     assert pytester.runpytest("--promptab", NO_MLFLOW).ret == 10
     again = pytester.runpytest("--promptab", NO_MLFLOW, "--lf")
     assert again.ret == 10
-    assert again.parseoutcomes() == {"passed": 2, "xfailed": 6, "failed": 1, "deselected": 1}
+    assert again.parseoutcomes() == {"passed": 2, "xfailed": 6, "failed": 1, "deselected": 1, "warnings": 1}
 
 
 def test_gates_stay_after_their_runs_when_a_plugin_reorders(pytester: pytest.Pytester, echo_workflow) -> None:
@@ -200,7 +200,7 @@ def test_gates_stay_after_their_runs_when_a_plugin_reorders(pytester: pytest.Pyt
     order = verbose_order(result)
     assert order[0] == "flow.yaml::ab::loud[bad-run2]"  # the runs keep the plugin's order
     assert order[-2:] == ["flow.yaml::ab::gate[loud:pass_rate>=0.9]", "flow.yaml::ab::gate[baseline:pass_rate>=0.9]"]
-    assert result.parseoutcomes() == {"passed": 2, "xfailed": 7, "failed": 1}
+    assert result.parseoutcomes() == {"passed": 2, "xfailed": 7, "failed": 1, "warnings": 1}
 
 
 def test_xdist_controller_judges_gates_after_all_runs(pytester: pytest.Pytester, echo_workflow) -> None:
@@ -211,7 +211,7 @@ def test_xdist_controller_judges_gates_after_all_runs(pytester: pytest.Pytester,
     )
     assert result.ret == 10, result.stdout.str()
     result.stdout.fnmatch_lines(["scheduling tests via ABTestScheduling"])  # one work unit per A/B test
-    assert result.parseoutcomes() == {"passed": 4, "xfailed": 14, "failed": 2}
+    assert result.parseoutcomes() == {"passed": 4, "xfailed": 14, "failed": 2, "warnings": 2}
     result.stdout.fnmatch_lines(["gate violated: baseline: pass_rate = 0.5, required >= 0.9: violated (BLOCK_DEPLOY)*"])
     result.stdout.fnmatch_lines(["FAILED flow.yaml::ab::gate?baseline:pass_rate>=0.9? - gate violated*"])
     result.stdout.fnmatch_lines(["FAILED other.yaml::ab2::gate?baseline:pass_rate>=0.9? - gate violated*"])
@@ -225,7 +225,7 @@ def test_xdist_controller_judges_gates_after_all_runs(pytester: pytest.Pytester,
     assert props["promptab_outcome"] == "xfailed" and "promptab_gate_pending" not in props
     partial = pytester.runpytest_subprocess("--promptab", NO_MLFLOW, "-n", "2", "-p", "no:cacheprovider", "-k", "baseline")
     assert partial.ret == 0, partial.stdout.str()  # the BLOCK_DEPLOY gate saw half its runs: no block code
-    assert partial.parseoutcomes() == {"passed": 4, "xfailed": 4, "skipped": 2}
+    assert partial.parseoutcomes() == {"passed": 4, "xfailed": 4, "skipped": 2, "warnings": 2}
 
 
 def test_a_variant_whose_runs_all_failed_has_its_gates_skipped(pytester: pytest.Pytester, echo_workflow) -> None:
@@ -245,7 +245,7 @@ def test_a_variant_whose_runs_all_failed_has_its_gates_skipped(pytester: pytest.
     )
     result = pytester.runpytest("--promptab", NO_MLFLOW, "-rs")
     assert result.ret == 1  # the failed runs; the baseline met its gate
-    assert result.parseoutcomes() == {"passed": 3, "failed": 2, "skipped": 1}
+    assert result.parseoutcomes() == {"passed": 3, "failed": 2, "skipped": 1, "warnings": 1}
     result.stdout.fnmatch_lines(["SKIPPED [[]1[]] flow.yaml*: no completed run of 'broken' to judge"])
 
 

@@ -46,7 +46,7 @@ def test_examples_land_in_mlflow_server(pytester: pytest.Pytester, examples_dir:
     assert sorted(c.data.tags["mlflow.runName"] for c in mine) == ["baseline", "empathetic", "terse"]
     assert set(by_role) == {"baseline", "challenger"}
     empathetic = next(c for c in mine if c.data.tags["mlflow.runName"] == "empathetic")
-    assert empathetic.data.metrics["pass_rate"] == 1.0
+    assert empathetic.data.metrics["pass_rate"] == pytest.approx(0.98)  # 49 of 50: one case at 4 of 5
     assert empathetic.data.tags["winner"] == "true"
     assert "latency_ms.p95" in empathetic.data.metrics
     assert parent.data.tags["promptab.winner"] == "empathetic"

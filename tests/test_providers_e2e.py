@@ -128,7 +128,7 @@ def results(pytester: pytest.Pytester, name: str = ".promptab/results.json") -> 
 def test_only_selected_items_call_the_provider(pytester: pytest.Pytester, server: FakeOpenAI) -> None:
     write(pytester, flow(server.base_url))  # 2 variants x 2 cases x 2 runs
     result = run(pytester, "-k", "polite and alpha")
-    assert result.parseoutcomes() == {"passed": 2, "deselected": 6}
+    assert result.parseoutcomes() == {"passed": 2, "deselected": 6, "warnings": 1}
     assert prompts(server) == ["Please say alpha"] * 2
 
     server.reset()
@@ -261,7 +261,7 @@ def test_xdist_workers_run_their_items_without_prefetch_and_match_a_serial_run(
     gauge = InFlight(server)
     write(pytester, flow(server.base_url, runs=3))  # 12 runs
     serial = run(pytester, "--promptab-json=serial.json")
-    assert serial.parseoutcomes() == {"passed": 6, "xfailed": 6}
+    assert serial.parseoutcomes() == {"passed": 6, "xfailed": 6, "warnings": 1}
     serial_prompts = sorted(prompts(server))
 
     server.reset()
@@ -271,7 +271,7 @@ def test_xdist_workers_run_their_items_without_prefetch_and_match_a_serial_run(
         *QUIET_PLUGINS, "--promptab", NO_MLFLOW, "-n", "2", "-p", "no:cacheprovider", "--promptab-json=parallel.json",
         "--promptab-concurrency", "8",
     )
-    assert parallel.parseoutcomes() == {"passed": 6, "xfailed": 6}, parallel.stdout.str()
+    assert parallel.parseoutcomes() == {"passed": 6, "xfailed": 6, "warnings": 1}, parallel.stdout.str()
     assert sorted(prompts(server)) == serial_prompts
     assert gauge.max <= 2  # each worker runs its items one by one: no prefetch
 
@@ -415,7 +415,12 @@ def comparable(data: dict[str, Any]) -> Any:
     """The results without what differs from one session to the next (latency)."""
     (ab,) = data["abtests"]
     variants = [
-        {**v, "aggregates": {k: s for k, s in v["aggregates"].items() if "latency" not in k}} for v in ab["variants"]
+        {
+            **v,
+            "aggregates": {k: s for k, s in v["aggregates"].items() if "latency" not in k},
+            "case_means": {c: {k: m for k, m in ms.items() if "latency" not in k} for c, ms in v["case_means"].items()},
+        }
+        for v in ab["variants"]
     ]
     runs = [
         {**r, "metrics": {k: m for k, m in r["metrics"].items() if "latency" not in k}}
@@ -429,14 +434,14 @@ def test_record_then_replay_with_the_server_gone(pytester: pytest.Pytester) -> N
         fake.responder = lambda body: f"{default_text(body)} #{len(fake.requests)}"  # each answer unique
         write(pytester, flow(fake.base_url))
         recorded = run(pytester, "--promptab-cache", "record", "-v")
-        assert recorded.parseoutcomes() == {"passed": 4, "xfailed": 4}
+        assert recorded.parseoutcomes() == {"passed": 4, "xfailed": 4, "warnings": 1}
         assert len(fake.completions) == 8
     cache = pytester.path / ".promptab" / "cache"
     assert len(list(cache.rglob("*.json"))) == 8  # one file per request: runs stay independent samples
     first = results(pytester)
 
     replayed = run(pytester, "--promptab-cache", "replay", "-v")
-    assert replayed.parseoutcomes() == {"passed": 4, "xfailed": 4}
+    assert replayed.parseoutcomes() == {"passed": 4, "xfailed": 4, "warnings": 1}
     outcome_lines = [line for line in recorded.outlines if line.startswith("e2e.yaml::")]
     assert outcome_lines and all(line in replayed.outlines for line in outcome_lines)
     assert comparable(results(pytester)) == comparable(first)
@@ -447,7 +452,7 @@ def test_replay_miss_fails_that_item_telling_how_to_record(pytester: pytest.Pyte
     assert run(pytester, "--promptab-cache", "record").ret == 0
     server.reset()
     result = run(pytester, "--promptab-cache", "replay", "--promptab-runs", "2", "-rf")
-    assert result.parseoutcomes() == {"passed": 2, "failed": 2}
+    assert result.parseoutcomes() == {"passed": 2, "failed": 2, "warnings": 1}
     result.stdout.fnmatch_lines(
         [
             "*_ promptab baseline[[]alpha-run2[]] _*",
@@ -468,7 +473,7 @@ def test_auto_replays_what_it_has_and_records_the_rest(pytester: pytest.Pytester
     assert server.completions == []
     write(pytester, flow(server.base_url, runs=1, cases=("alpha", "beta")))
     result = run(pytester, "--promptab-cache", "auto")
-    assert result.parseoutcomes() == {"passed": 2, "xfailed": 2}
+    assert result.parseoutcomes() == {"passed": 2, "xfailed": 2, "warnings": 1}
     assert sorted(prompts(server)) == ["Please say beta", "Say beta"]  # only the new case went out
 
 
@@ -497,8 +502,8 @@ def test_ollama_example_is_skipped_with_a_reason_when_no_server_answers(
     result = run(pytester, "examples/ollama", "-rs")
     assert result.ret == 0
     outcomes = result.parseoutcomes()
-    # 2 variants x 2 cases x 2 runs, no call made, and 2 gates x 2 variants (gates are items too)
-    assert outcomes == {"skipped": 12}
+    # 2 variants x 6 cases x 2 runs, no call made, and 2 gates x 2 variants (gates are items too)
+    assert outcomes == {"skipped": 28}
     reason = f"no OpenAI-compatible server at {url}; start Ollama (ollama serve) to run this example"
     skipped = [line for line in result.outlines if line.startswith("SKIPPED ")]
     assert skipped and all(line.endswith(reason) for line in skipped), skipped
@@ -513,7 +518,7 @@ def test_ollama_example_runs_against_an_openai_compatible_server_and_replays_wit
     outcomes = result.parseoutcomes()
     assert result.ret == 0, result.stdout.str()
     assert "failed" not in outcomes and "skipped" not in outcomes
-    assert len(server.completions) == 8
+    assert len(server.completions) == 24
     assert {r.body["model"] for r in server.completions} == {"llama3.2"}
     assert all("authorization" not in r.headers for r in server.completions)  # no key sent to a local server
 

@@ -1,7 +1,7 @@
 """Statistics: aggregates, intervals, tests, Holm, the winner (SPEC 5 and 6).
 
-Expected values are worked out by hand in the comments, or taken from the
-literature (Newcombe 1998; R's fisher.test / wilcox.test / t.test)."""
+Expected values are worked out by hand in the comments (sign patterns
+counted, binomial sums), or from tables (Student's t quantiles)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,21 @@ import warnings
 
 import pytest
 
+from pytest_promptab.analysis import design, paired
 from pytest_promptab.analysis.stats import (
     aggregate,
+    case_means,
     choose_winner,
-    compare_means,
-    compare_rates,
     compare_variants,
     describe,
     holm,
+    mean_of_cases,
     nearest_rank,
+    pass_rate_interval,
+    variant_interval,
     wilson_interval,
 )
-from pytest_promptab.analysis.summary import Comparison
+from pytest_promptab.analysis.summary import Comparison, VariantSummary
 from pytest_promptab.run.records import RunRecord
 from pytest_promptab.workflow.schema import ObjectiveConfig
 
@@ -140,88 +143,6 @@ def test_wilson_rejects_impossible_counts() -> None:
         wilson_interval(11, 10)
 
 
-# ---------------------------------------------------------------- rates
-
-
-@pytest.mark.parametrize(
-    ("x1", "n1", "x0", "n0", "diff", "low", "high"),
-    [
-        # Newcombe (1998) Stat Med 17:873, Table II, method 10 (hybrid score):
-        (56, 70, 48, 80, 0.2000, 0.0524, 0.3339),  # example (a)
-        (9, 10, 3, 10, 0.6000, 0.1705, 0.8090),  # example (b)
-        (5, 56, 0, 29, 0.0893, -0.0381, 0.1926),  # example (d)
-        (0, 10, 0, 10, 0.0000, -0.2775, 0.2775),  # example (f)
-        (10, 10, 0, 10, 1.0000, 0.6075, 1.0000),  # example (h)
-    ],
-)
-def test_newcombe_interval_matches_the_paper(
-    x1: int, n1: int, x0: int, n0: int, diff: float, low: float, high: float
-) -> None:
-    c = compare_rates(x0, n0, x1, n1)  # challenger x1/n1 against baseline x0/n0
-    assert c.diff == approx(diff, abs=1e-4)
-    assert c.ci_low == approx(low, abs=1e-4)
-    assert c.ci_high == approx(high, abs=1e-4)
-
-
-def test_fisher_lady_tasting_tea() -> None:
-    # 3/4 vs 1/4: tables with margins 4,4 of 8 have probabilities (1,16,36,16,1)/70;
-    # two-sided p sums those <= P(observed)=16/70: 34/70 = 0.4857 (R: fisher.test gives 0.4857)
-    c = compare_rates(1, 4, 3, 4)
-    assert c.p_value == approx(34 / 70)
-    assert c.test == "Fisher exact"
-
-
-def _fisher_by_hand(a: int, n1: int, b: int, n0: int) -> float:
-    """Two-sided Fisher: sum of hypergeometric probabilities <= the observed one."""
-    k, n = a + b, n1 + n0
-    probs = [math.comb(n1, i) * math.comb(n0, k - i) / math.comb(n, k) for i in range(max(0, k - n0), min(k, n1) + 1)]
-    observed = math.comb(n1, a) * math.comb(n0, b) / math.comb(n, k)
-    return sum(p for p in probs if p <= observed * (1 + 1e-7))
-
-
-def test_fisher_matches_the_hypergeometric_sum() -> None:
-    c = compare_rates(5, 20, 18, 20)
-    assert c.p_value == approx(_fisher_by_hand(18, 20, 5, 20), rel=1e-9)
-    assert c.p_value < 0.001
-
-
-def test_compare_rates_without_data() -> None:
-    c = compare_rates(0, 0, 3, 5)
-    assert (c.diff, c.ci_low, c.p_value) == (None, None, None)
-    assert c.value == 0.6
-
-
-# ---------------------------------------------------------------- means
-
-
-def test_compare_means_welch_and_mann_whitney() -> None:
-    c = compare_means([1, 2, 3, 4, 5], [3, 4, 5, 6, 7])
-    # diff = 5 - 3 = 2; s^2 = 2.5 each, se = sqrt(0.5 + 0.5) = 1, Welch df = 8,
-    # t(0.975, 8) = 2.306004 -> 2 -/+ 2.306004 (R: t.test(...)$conf.int = -0.306, 4.306)
-    assert c.diff == 2.0
-    assert c.ci_low == approx(-0.306004, abs=1e-6)
-    assert c.ci_high == approx(4.306004, abs=1e-6)
-    # ranks of the challenger: 3.5+5.5+7.5+9+10 = 35.5 -> U = 20.5; E[U] = 12.5;
-    # tie-corrected var = 25/12 * (11 - 18/90) = 22.5; z = (20.5-12.5-0.5)/sqrt(22.5) = 1.5811;
-    # p = 2*(1-Phi(1.5811)) = 0.1138 (R: wilcox.test(..., correct=TRUE) gives 0.1138)
-    assert c.p_value == approx(0.1138, abs=1e-4)
-    assert c.test == "Mann-Whitney U"
-
-
-def test_compare_means_degenerate_inputs_do_not_warn() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        same = compare_means([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
-        shifted = compare_means([1.0, 1.0, 1.0], [2.0, 2.0, 2.0])
-        tiny = compare_means([1.0], [2.0, 3.0])
-        empty = compare_means([], [2.0, 3.0])
-    assert (same.diff, same.ci_low, same.ci_high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
-    assert (shifted.diff, shifted.ci_low, shifted.ci_high) == (1.0, 1.0, 1.0)
-    assert shifted.p_value is not None and 0 < shifted.p_value < 1
-    assert tiny.diff == 1.5 and tiny.ci_low is None and tiny.p_value is not None
-    assert empty.diff is None and empty.p_value is None and empty.value == 2.5
-
-
 # ---------------------------------------------------------------- Holm
 
 
@@ -239,42 +160,219 @@ def test_holm_caps_at_one_and_keeps_order() -> None:
     assert adjusted == approx([0.08, 0.004, 0.06, 0.3])
 
 
-# ---------------------------------------------------------------- compare_variants
+# ---------------------------------------------------------------- sign-flip test
 
 
-def test_compare_variants_rates_with_holm() -> None:
-    base = passed_runs("baseline", 5, 20)
-    challengers = {"good": passed_runs("good", 18, 20), "same": passed_runs("same", 6, 20)}
-    out = compare_variants(base, challengers, ObjectiveConfig(metric="pass_rate", goal="max"), alpha=0.05)
-    good, same = out["good"], out["same"]
-    assert list(out) == ["good", "same"]
-    assert good.metric == "pass_rate"
-    assert (good.baseline_value, good.value) == (0.25, 0.9)
-    assert good.diff == approx(0.65)
-    assert good.p_value == approx(_fisher_by_hand(18, 20, 5, 20), rel=1e-9)
-    # Holm with two tests: the smaller p doubles, the larger is max(2*p_min, p)
-    assert good.p_adjusted == approx(2 * good.p_value)
-    assert same.p_adjusted == approx(max(2 * good.p_value, same.p_value))
-    assert good.significant and good.better
-    assert not same.significant and not same.better
+def _brute_p(d: list[float], delta: float = 0.0) -> float:
+    """Every sign pattern written out: the share with |sum| >= the observed one."""
+    import itertools
+
+    x = [v - delta for v in d]
+    observed = abs(sum(x))
+    hits = sum(abs(sum(s * v for s, v in zip(signs, x))) >= observed - 1e-9 for signs in itertools.product((1, -1), repeat=len(x)))
+    return hits / 2 ** len(x)
 
 
-def test_compare_variants_significantly_worse_is_not_better() -> None:
-    base = passed_runs("baseline", 18, 20)
-    out = compare_variants(base, {"bad": passed_runs("bad", 5, 20)}, ObjectiveConfig(), alpha=0.05)
-    assert out["bad"].significant and not out["bad"].better
-    assert out["bad"].diff == approx(-0.65)
+def test_sign_flip_counts_sign_patterns() -> None:
+    # all three positive: only +++ and --- reach |sum| = 1.2 -> 2/8
+    assert paired.paired_test([0.2, 0.4, 0.6], "cases")[0].p_value == approx(2 / 8)
+    # d = .1 .2 .3 .4 .5 -.1, sum 1.4: a flipped set F gives 1.4 - 2 sum(F); |.| >= 1.4 iff
+    # sum(F) <= 0 or >= 1.4: F in {}, {-.1}, {.1,-.1} and their complements -> 6/64 (ties count)
+    assert paired.paired_test([0.1, 0.2, 0.3, 0.4, 0.5, -0.1], "cases")[0].p_value == approx(6 / 64)
+    # no difference at all
+    assert paired.paired_test([0.0, 0.0, 0.0], "cases")[0].p_value == 1.0
+
+
+def test_sign_flip_meet_in_the_middle_matches_brute_force() -> None:
+    rng = random.Random(3)
+    for k in (1, 2, 5, 9):
+        d = [round(rng.uniform(-1, 1), 1) for _ in range(k)]
+        flip = paired.SignFlip.of(d)
+        assert flip.exact
+        for delta in (0.0, 0.15, -0.3):
+            assert flip.p_value(delta) == approx(_brute_p(d, delta)), (d, delta)
+
+
+def test_sign_flip_monte_carlo_beyond_20_units_is_deterministic() -> None:
+    d = [0.1 * ((i % 5) - 1) for i in range(30)]
+    first, second = paired.SignFlip.of(d), paired.SignFlip.of(d)
+    assert not first.exact
+    assert first.p_value() == second.p_value()
+    assert 1 / 20_000 <= first.p_value() <= 1
+    assert paired.paired_test([1.0] * 25, "runs")[0].p_value == approx(1 / 20_000)
+
+
+def test_interval_is_the_set_of_shifts_the_test_keeps() -> None:
+    d = [0.2, 0.4, 0.0, 0.6, 0.2, 0.4, 0.2, 0.0]
+    flip = paired.SignFlip.of(d)
+    low, high = flip.interval(0.05)
+    assert low is not None and high is not None and low < flip.mean < high
+    # a hair inside the bounds is kept (p >= 0.05), a hair outside rejected: by brute force
+    for inside, outside in ((low + 1e-6, low - 1e-6), (high - 1e-6, high + 1e-6)):
+        assert _brute_p(d, inside) >= 0.05
+        assert _brute_p(d, outside) < 0.05
+    # here the bounds are subset means (Hartigan 1969): 1/15 and 0.4
+    assert (low, high) == (approx(1 / 15, abs=1e-6), approx(0.4, abs=1e-6))
+    # at a level the design never reaches, no shift is rejected: no bound
+    assert paired.SignFlip.of([0.2, 0.4]).interval(0.05) == (None, None)
+    # no spread: only the observed difference is compatible
+    assert paired.SignFlip.of([0.4] * 8).interval(0.05) == (0.4, 0.4)
+
+
+def test_holm_levels() -> None:
+    # sorted .01 < .05/2 (rejected at .025), .04 < .05/1 (rejected at .05)
+    assert paired.holm_levels([0.04, 0.01], 0.05) == approx([0.05, 0.025])
+    # .03 >= .025: Holm stops at the first; both are judged at .025
+    assert paired.holm_levels([0.03, 0.04], 0.05) == approx([0.025, 0.025])
+    assert paired.holm_levels([0.01, 0.02, 0.04], 0.05) == approx([0.05 / 3, 0.025, 0.05])
+    assert paired.holm_levels([0.2], 0.05) == [0.05]
+
+
+def test_units_needed_and_the_smallest_p() -> None:
+    # the smallest p with k units is 2/2**k; Holm multiplies it by the number of challengers
+    assert design.min_p_value(6) == 2 / 64
+    assert design.units_needed(1, 0.05) == 6  # 2/32 = .0625 >= .05; 2/64 = .03125 < .05
+    assert design.units_needed(2, 0.05) == 7  # 2 * 2/64 = .0625 (the issue's example); 2 * 2/128 < .05
+    assert design.units_needed(3, 0.05) == 7  # 3 * 2/128 = .047 < .05
+    assert design.units_needed(1, 0.01) == 8  # 2/128 = .0156; 2/256 = .0078
+    assert design.too_few_message(7, 5, 2, 0.05) is None
+    text = design.too_few_message(6, 5, 2, 0.05)
+    assert text is not None and "smallest possible adjusted p = 0.0625" in text and "at least 7 cases" in text
+    one = design.too_few_message(1, 5, 1, 0.05)
+    assert one is not None and one.startswith("too few runs") and "at least 6 runs" in one
+
+
+def test_detectable_difference_paired_t() -> None:
+    # (t(.975, 9) + t(.80, 9)) * sd / sqrt(10) = (2.262157 + 0.883404) * 0.2 / 3.162278 = 0.198944
+    assert paired.detectable_difference(10, 0.2, 0.05, 1) == approx(0.198944, abs=1e-5)
+    # two challengers: the first Holm step tests at .025, t(.9875, 9) = 2.685011
+    assert paired.detectable_difference(10, 0.2, 0.05, 2) == approx((2.685011 + 0.883404) * 0.2 / 10**0.5, abs=1e-5)
+    assert paired.detectable_difference(5, 0.2, 0.05, 1) is None  # 5 cases can never decide
+
+
+# ---------------------------------------------------------------- case-level pass rate
+
+
+def test_case_means_and_mean_of_cases() -> None:
+    runs = case_runs("v", [(5, 5), (1, 2)])  # 100% and 50%: every case weighs the same
+    assert case_means(runs, "passed") == {"c0": 1.0, "c1": 0.5}
+    assert mean_of_cases(runs, "passed") == 0.75  # the pooled rate would be 6/7
+
+
+def test_pass_rate_interval_over_cases() -> None:
+    # case rates 1.0, 0.6, 0.8: mean .8, sd .2, t(.975, 2) = 4.302653
+    # -> .8 -/+ 4.302653 * .2 / sqrt(3) = .8 -/+ .496827 -> [.303173, 1.296827], clipped at 1;
+    # the Wilson interval of the 12/15 pooled runs [.5481, .9295] lies inside it
+    low, high = pass_rate_interval(case_runs("v", [(5, 5), (3, 5), (4, 5)]))  # type: ignore[misc]
+    assert low == approx(0.303173, abs=1e-5) and high == 1.0
+    # every case at 100%: the t interval has no width; the pooled Wilson interval is the floor
+    assert pass_rate_interval(case_runs("v", [(5, 5)] * 3)) == approx(wilson_interval(15, 15))
+    # a single case: Wilson over its runs
+    assert pass_rate_interval(case_runs("v", [(8, 10)])) == approx(wilson_interval(8, 10))
+
+
+def test_variant_interval_at_a_gate_confidence() -> None:
+    v = VariantSummary(
+        name="v", role="challenger", runs=15, failed_runs=0, aggregates={}, pass_rate=0.8, pass_rate_ci=None,
+        case_means={"a": {"passed": 1.0}, "b": {"passed": 0.6}, "c": {"passed": 0.8}}, passed_runs=12,
+    )  # fmt: skip
+    assert variant_interval(v, "pass_rate", 0.95)[0] == approx(0.303173, abs=1e-5)  # type: ignore[index]
+    # 80%: t(.90, 2) = 1.885618 -> .8 - 1.885618 * .2 / sqrt(3) = .582265 (Wilson 80%: .6581 is inside)
+    assert variant_interval(v, "pass_rate", 0.80)[0] == approx(0.582265, abs=1e-5)  # type: ignore[index]
+
+
+# ---------------------------------------------------------------- compare_variants (the case is the unit)
+
+
+def case_runs(variant: str, rates: list[tuple[int, int]]) -> list[RunRecord]:
+    """Runs of ``variant``: case i has ``rates[i] = (passed, runs)``."""
+    out = []
+    for index, (passed, n) in enumerate(rates):
+        for i in range(n):
+            out.append(RunRecord(file="wf.yaml", ab_test="t", variant=variant, case=f"c{index}", run=i + 1,
+                                 status="passed", metrics={"passed": 1.0 if i < passed else 0.0}))  # fmt: skip
+    return out
+
+
+def test_compare_variants_pairs_cases_and_tests_by_sign_flip() -> None:
+    # 8 cases x 5 runs; the challenger is better on every case: per-case differences
+    # +0.4,+0.2,+0.2,+0.6,+0.2,+0.4,+0.2,+0.4 -> only all-+ and all-- are as extreme: p = 2/256
+    base = case_runs("baseline", [(2, 5), (3, 5), (1, 5), (0, 5), (4, 5), (2, 5), (3, 5), (1, 5)])
+    good = case_runs("good", [(4, 5), (4, 5), (2, 5), (3, 5), (5, 5), (4, 5), (4, 5), (3, 5)])
+    c = compare_variants(base, {"good": good}, ObjectiveConfig(), alpha=0.05)["good"]
+    assert (c.unit, c.units) == ("cases", 8)
+    assert c.diff == approx(2.6 / 8)
+    assert c.baseline_value == approx(16 / 40) and c.value == approx(29 / 40)
+    assert c.p_value == approx(2 / 256) and c.p_adjusted == c.p_value
+    assert c.test == "sign-flip permutation on 8 paired cases (exact)"
+    assert c.significant and c.better and c.ci_level == approx(0.95)
+    assert c.ci_low is not None and c.ci_high is not None and 0 < c.ci_low < c.diff < c.ci_high
+
+
+def test_runs_of_one_case_are_not_new_inputs() -> None:
+    # pseudo-replication: 2 cases x 50 runs, 20% -> 80% on both. Pooled over runs
+    # (Fisher) this is p < 1e-15; with the case as the unit, 2 cases can give no p below 2/4.
+    base = case_runs("baseline", [(10, 50), (10, 50)])
+    better = case_runs("better", [(40, 50), (40, 50)])
+    c = compare_variants(base, {"better": better}, ObjectiveConfig(), alpha=0.05)["better"]
+    assert c.diff == approx(0.6) and c.units == 2
+    assert c.p_value == approx(0.5)
+    assert not c.significant and not c.better
+    assert c.ci_low is not None and c.ci_high is not None and c.ci_low <= 0 <= c.ci_high
+
+
+def test_a_single_case_pairs_runs_by_number_mcnemar() -> None:
+    # one case: runs are the unit. Paired by run number: 7 runs only the challenger
+    # passes, 1 only the baseline, 4 ties. Exact McNemar: 2 * P(X <= 1 | 8, 1/2) = 2 * 9/256
+    base = [run("baseline", i, passed=p) for i, p in enumerate([1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0], 1)]
+    chal = [run("v", i, passed=p) for i, p in enumerate([0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0], 1)]
+    c = compare_variants(base, {"v": chal}, ObjectiveConfig(), alpha=0.05)["v"]
+    assert (c.unit, c.units) == ("runs", 12)
+    assert c.p_value == approx(18 / 256)
+    assert c.diff == approx(6 / 12)
+
+
+def test_compare_variants_holm_and_intervals_at_the_holm_level() -> None:
+    # 8 cases; "good" wins on all (p = 2/256), "meh" on 6 of 8 with a loss on 2
+    base = case_runs("baseline", [(2, 5)] * 8)
+    good = case_runs("good", [(4, 5)] * 8)
+    meh = case_runs("meh", [(3, 5)] * 6 + [(1, 5)] * 2)
+    out = compare_variants(base, {"good": good, "meh": meh}, ObjectiveConfig(), alpha=0.05)
+    g, m = out["good"], out["meh"]
+    assert list(out) == ["good", "meh"]
+    assert g.p_adjusted == approx(2 * g.p_value)
+    assert m.p_adjusted == approx(max(2 * g.p_value, m.p_value))
+    # good is rejected first at 0.05/2: its interval is at 97.5%; meh (not rejected) at 0.05/1
+    assert g.significant and g.ci_level == approx(0.975)
+    assert not m.significant and m.ci_level == approx(0.95)
+    assert g.ci_low > 0 and m.ci_low <= 0 <= m.ci_high  # type: ignore[operator]
+
+
+def test_intervals_agree_with_the_adjusted_decision() -> None:
+    rng = random.Random(7)
+    for _ in range(60):
+        k = rng.randint(3, 12)
+        base = case_runs("baseline", [(rng.randint(0, 5), 5) for _ in range(k)])
+        challengers = {
+            name: case_runs(name, [(rng.randint(0, 5), 5) for _ in range(k)]) for name in ("a", "b", "c")
+        }
+        for c in compare_variants(base, challengers, ObjectiveConfig(), alpha=0.1).values():
+            assert c.ci_low is not None and c.ci_high is not None
+            excludes_zero = c.ci_low > 0 or c.ci_high < 0
+            assert excludes_zero == c.significant, c
 
 
 def test_compare_variants_continuous_goal_min() -> None:
-    base = [run("baseline", i, latency_ms=float(v)) for i, v in enumerate(range(200, 220))]
-    fast = [run("fast", i, latency_ms=float(v)) for i, v in enumerate(range(100, 120))]
+    base = [RunRecord(file="f", ab_test="t", variant="baseline", case=f"c{i}", run=1, status="passed",
+                      metrics={"latency_ms": 200.0 + i}) for i in range(8)]  # fmt: skip
+    fast = [RunRecord(file="f", ab_test="t", variant="fast", case=f"c{i}", run=1, status="passed",
+                      metrics={"latency_ms": 100.0 + 2 * i}) for i in range(8)]  # fmt: skip
     out = compare_variants(base, {"fast": fast}, ObjectiveConfig(metric="latency_ms.mean", goal="min"), alpha=0.05)
     c = out["fast"]
     assert c.metric == "latency_ms"
-    assert c.diff == -100.0
-    assert c.test == "Mann-Whitney U"
-    assert c.ci_low is not None and c.ci_high is not None and c.ci_low < -100 < c.ci_high < 0
+    assert c.diff == approx(-100.0 + 3.5)
+    assert c.p_value == approx(2 / 256)
+    assert c.ci_low is not None and c.ci_high is not None and c.ci_low < c.diff < c.ci_high < 0
     assert c.better
     # same data, goal max: significant, but not better
     out = compare_variants(base, {"fast": fast}, ObjectiveConfig(metric="latency_ms", goal="max"), alpha=0.05)
@@ -364,5 +462,6 @@ def test_end_to_end_rates_to_winner() -> None:
     values = {"baseline": 10 / 30, "empathetic": 0.9, "terse": 0.4}
     winner, reason = choose_winner("baseline", values, comps, {"baseline", "empathetic", "terse"}, "max")
     assert winner == "empathetic"
-    assert reason.startswith("empathetic: pass_rate +0.57 (95% CI +")
+    # empathetic is rejected first by Holm, at 0.05/2: its interval is at 97.5%
+    assert reason.startswith("empathetic: pass_rate +0.57 (97.5% CI +")
     assert reason.endswith("p<0.001 (Holm)")

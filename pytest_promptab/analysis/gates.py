@@ -21,9 +21,21 @@ def gate_value(gate: GateConfig, variant: VariantSummary) -> float | None:
     return variant.aggregates.get(metric, {}).get(stat)
 
 
-def gate_met(gate: GateConfig, value: float | None) -> bool:
+def gate_met(gate: GateConfig, value: float | None, variant: VariantSummary | None = None) -> bool:
     if value is None:
         return False
+    if gate.confidence is not None and variant is not None:
+        from .stats import variant_interval
+
+        interval = variant_interval(variant, gate.metric, gate.confidence)
+        if interval is None:
+            return False
+        low, high = interval
+        if gate.min is not None and low < gate.min:
+            return False
+        if gate.max is not None and high > gate.max:
+            return False
+        return True
     if gate.min is not None and value < gate.min:
         return False
     if gate.max is not None and value > gate.max:
@@ -35,7 +47,7 @@ def violations(gates: list[GateConfig], variant: VariantSummary) -> list[GateCon
     """The gates (of any action) that ``variant`` violates."""
     return [
         g for g in gates
-        if (g.variants is None or variant.name in g.variants) and not gate_met(g, gate_value(g, variant))
+        if (g.variants is None or variant.name in g.variants) and not gate_met(g, gate_value(g, variant), variant)
     ]
 
 
@@ -51,8 +63,13 @@ def judge(
             if variant.runs - variant.failed_runs == 0:
                 continue
             value = gate_value(gate, variant)
-            met = gate_met(gate, value)
+            met = gate_met(gate, value, variant)
             outcome = _outcome(gate.action, met, variant.name == deploy_candidate)
+            interval = None
+            if gate.confidence is not None:
+                from .stats import variant_interval
+
+                interval = variant_interval(variant, gate.metric, gate.confidence)
             out.append(
                 GateJudgement(
                     gate=gate.label,
@@ -65,7 +82,9 @@ def judge(
                     met=met,
                     outcome=outcome,
                     nodeid=f"{nodeid_prefix}::gate[{variant.name}:{gate.label}]",
-                    message=_message(gate, variant.name, value, met, outcome, deploy_candidate),
+                    message=_message(gate, variant.name, value, met, outcome, deploy_candidate, interval),
+                    confidence=gate.confidence,
+                    bound=None if interval is None else (interval[0] if gate.min is not None else interval[1]),
                 )
             )
     return out
@@ -79,14 +98,27 @@ def _outcome(action: str, met: bool, is_candidate: bool) -> GateOutcome:
     return "failed" if is_candidate else "xfailed"
 
 
-def _message(gate: GateConfig, variant: str, value: float | None, met: bool, outcome: str, candidate: str) -> str:
+def _message(
+    gate: GateConfig,
+    variant: str,
+    value: float | None,
+    met: bool,
+    outcome: str,
+    candidate: str,
+    interval: tuple[float, float] | None = None,
+) -> str:
     shown = f"no data ({_why_no_data(gate.metric)})" if value is None else f"{value:.4g}"
+    if gate.confidence is not None and value is not None:
+        level = f"{gate.confidence * 100:.4g}%"
+        shown += f" [{level} CI {interval[0]:.4g}, {interval[1]:.4g}]" if interval else f" (no {level} interval: too few runs)"
     bounds = " and ".join(
         b for b in (
             f">= {gate.min:g}" if gate.min is not None else "",
             f"<= {gate.max:g}" if gate.max is not None else "",
         ) if b
     )
+    if gate.confidence is not None:
+        bounds += f" with {gate.confidence * 100:.4g}% confidence (the whole interval)"
     head = f"{variant}: {gate.metric} = {shown}, required {bounds}"
     if met:
         return f"{head}: met"

@@ -7,15 +7,13 @@ nothing here knows about pytest. Values are sorted before they are summed, so
 a serial session and a pytest-xdist session (which deliver runs in another
 order) give bit-identical results.
 
-Tests used:
-- rates (``pass_rate``): Fisher's exact test, two-sided (the p-value R's
-  ``fisher.test`` gives); the interval of the difference is Newcombe's hybrid
-  score interval (method 10 of Newcombe 1998), built from Wilson intervals.
-  Boschloo's test is more powerful but takes minutes at n=2000 per arm, far
-  too slow for a test session; Fisher takes milliseconds at any size.
-- continuous metrics: Mann-Whitney U rank test, two-sided, for the p-value
-  (robust to the skewed distributions of latency and cost); Welch's t
-  interval for the difference of means.
+The case is the unit of evidence (SPEC 6): per variant and case, the
+run-mean of every metric (:func:`case_means`); a variant's pass rate is the
+mean over its cases, with a case-level interval (:func:`pass_rate_interval`);
+a challenger is compared with the baseline through the paired per-case
+differences by an exact sign-flip permutation test (:mod:`.paired`), Holm
+corrected over the challengers, each interval inverted at its Holm level.
+With a single case the runs are the unit, paired by run number.
 """
 
 from __future__ import annotations
@@ -31,13 +29,12 @@ from scipy import stats as sps
 
 from ..run.records import RunRecord
 from ..workflow.schema import ObjectiveConfig
-from .summary import Comparison
+from . import paired
+from .summary import Comparison, VariantSummary
 
 CONFIDENCE = 0.95
 """Confidence level of every interval promptab reports."""
 
-FISHER = "Fisher exact"
-MANN_WHITNEY = "Mann-Whitney U"
 
 
 # --------------------------------------------------------------------------
@@ -95,22 +92,6 @@ def aggregate(runs: Sequence[RunRecord]) -> dict[str, dict[str, float]]:
 # Intervals and tests
 
 
-@dataclass(frozen=True)
-class RawComparison:
-    """A two-sample comparison: ``value - baseline_value`` with its interval
-    and two-sided p-value (``None`` where the data do not allow one)."""
-
-    baseline_value: float | None
-    value: float | None
-    diff: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    test: str
-    baseline_n: int
-    n: int
-
-
 def _z(confidence: float) -> float:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
@@ -135,96 +116,6 @@ def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> t
     return (low, high)
 
 
-def compare_rates(
-    base_successes: int,
-    base_n: int,
-    successes: int,
-    n: int,
-    confidence: float = CONFIDENCE,
-) -> RawComparison:
-    """Compare the rate ``successes/n`` with ``base_successes/base_n``:
-    difference (challenger - baseline), Newcombe hybrid score interval, and
-    Fisher's exact two-sided p-value. Empty samples give ``None`` values."""
-    if base_n == 0 or n == 0:
-        return RawComparison(
-            baseline_value=base_successes / base_n if base_n else None,
-            value=successes / n if n else None,
-            diff=None,
-            ci_low=None,
-            ci_high=None,
-            p_value=None,
-            test=FISHER,
-            baseline_n=base_n,
-            n=n,
-        )
-    p1, p0 = successes / n, base_successes / base_n
-    l1, u1 = wilson_interval(successes, n, confidence)
-    l0, u0 = wilson_interval(base_successes, base_n, confidence)
-    diff = p1 - p0
-    # Newcombe (1998), method 10.
-    low = diff - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2)
-    high = diff + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)
-    table = [[successes, n - successes], [base_successes, base_n - base_successes]]
-    p_value = float(sps.fisher_exact(table, alternative="two-sided").pvalue)
-    return RawComparison(
-        baseline_value=p0,
-        value=p1,
-        diff=diff,
-        ci_low=max(-1.0, low),
-        ci_high=min(1.0, high),
-        p_value=min(1.0, p_value),
-        test=FISHER,
-        baseline_n=base_n,
-        n=n,
-    )
-
-
-def compare_means(
-    base_values: Sequence[float],
-    values: Sequence[float],
-    confidence: float = CONFIDENCE,
-) -> RawComparison:
-    """Compare the mean of ``values`` with the mean of ``base_values``:
-    difference (challenger - baseline), Welch t interval, and the two-sided
-    Mann-Whitney U p-value.
-
-    Degenerate data never raise nor warn: an empty sample gives ``None``
-    values; a sample of one gives no interval; two constant samples give a
-    zero-width interval, and p=1.0 when they are the same constant."""
-    xb = np.sort(np.asarray([v for v in base_values if v is not None], dtype=float))
-    xc = np.sort(np.asarray([v for v in values if v is not None], dtype=float))
-    xb, xc = xb[~np.isnan(xb)], xc[~np.isnan(xc)]
-    nb, nc = len(xb), len(xc)
-    mean_b = math.fsum(xb.tolist()) / nb if nb else None
-    mean_c = math.fsum(xc.tolist()) / nc if nc else None
-    if mean_b is None or mean_c is None:
-        return RawComparison(mean_b, mean_c, None, None, None, None, MANN_WHITNEY, nb, nc)
-    diff = mean_c - mean_b
-
-    if np.all(xb == xb[0]) and np.all(xc == xb[0]):
-        p_value: float = 1.0  # one constant on both sides: no difference at all
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            p_value = float(sps.mannwhitneyu(xc, xb, alternative="two-sided").pvalue)
-        if math.isnan(p_value):
-            p_value = 1.0
-
-    ci_low: float | None = None
-    ci_high: float | None = None
-    if nb >= 2 and nc >= 2:
-        var_b, var_c = float(np.var(xb, ddof=1)), float(np.var(xc, ddof=1))
-        if var_b == 0 and var_c == 0:
-            ci_low = ci_high = diff
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                res = sps.ttest_ind(xc, xb, equal_var=False)
-                ci = res.confidence_interval(confidence_level=confidence)
-            ci_low, ci_high = float(ci.low), float(ci.high)
-    return RawComparison(mean_b, mean_c, diff, ci_low, ci_high, min(1.0, p_value), MANN_WHITNEY, nb, nc)
-
-
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm step-down adjusted p-values, in the input order: monotone in the
     raw p-values and capped at 1."""
@@ -242,22 +133,105 @@ def holm(p_values: Sequence[float]) -> list[float]:
 # Variants and the winner
 
 
-def _metric_values(runs: Sequence[RunRecord], metric: str) -> list[float]:
-    return [
-        run.metrics[metric]
-        for run in runs
-        if run.status != "error" and run.metrics.get(metric) is not None
-    ]
+def case_means(runs: Sequence[RunRecord], metric: str) -> dict[str, float]:
+    """Per case, the mean of ``metric`` over the case's completed runs
+    (cases whose runs all errored, or lack the metric, are left out)."""
+    values: dict[str, list[float]] = {}
+    for run in runs:
+        value = run.metrics.get(metric) if run.status != "error" else None
+        if value is not None and not math.isnan(value):
+            values.setdefault(run.case, []).append(float(value))
+    return {case: math.fsum(sorted(xs)) / len(xs) for case, xs in sorted(values.items())}
 
 
-def _raw(
-    base_values: list[float], values: list[float], rates: bool, confidence: float
-) -> RawComparison:
-    if rates:
-        base_ok = sum(1 for v in base_values if v >= 0.5)
-        ok = sum(1 for v in values if v >= 0.5)
-        return compare_rates(base_ok, len(base_values), ok, len(values), confidence)
-    return compare_means(base_values, values, confidence)
+def mean_of_cases(runs: Sequence[RunRecord], metric: str) -> float | None:
+    """The mean over cases of the case means: every case weighs the same."""
+    means = case_means(runs, metric)
+    return math.fsum(sorted(means.values())) / len(means) if means else None
+
+
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """Student's t interval of the mean of ``values``; ``None`` for fewer than two."""
+    xs = sorted(float(v) for v in values)
+    n = len(xs)
+    if n < 2:
+        return None
+    mean = math.fsum(xs) / n
+    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
+    half = float(sps.t.ppf(1 - (1 - confidence) / 2, n - 1)) * sd / math.sqrt(n)
+    return (mean - half, mean + half)
+
+
+def pass_rate_interval(runs: Sequence[RunRecord], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The case-level interval of the pass rate (mean over cases of the case
+    pass rates): with several cases, the t interval over the case pass rates,
+    widened to hold the Wilson interval of the pooled runs (a floor: it
+    stops a zero-width interval when every case has the same rate); with a
+    single case, the Wilson interval of its runs. Clipped to [0, 1]."""
+    completed = [r for r in runs if r.status != "error" and r.metrics.get("passed") is not None]
+    if not completed:
+        return None
+    passed = sum(1 for r in completed if r.metrics["passed"] >= 0.5)
+    wilson = wilson_interval(passed, len(completed), confidence)
+    means = case_means(completed, "passed")
+    if len(means) < 2:
+        return wilson
+    t = t_interval(list(means.values()), confidence)
+    assert t is not None
+    return (max(0.0, min(t[0], wilson[0])), min(1.0, max(t[1], wilson[1])))
+
+
+def mean_interval(runs: Sequence[RunRecord], metric: str, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The case-level interval of ``metric``'s mean: the t interval over the
+    case means, or over the runs when there is a single case."""
+    means = case_means(runs, metric)
+    if len(means) >= 2:
+        return t_interval(list(means.values()), confidence)
+    return t_interval([r.metrics[metric] for r in runs if r.status != "error" and r.metrics.get(metric) is not None], confidence)
+
+
+def variant_interval(variant: VariantSummary, metric: str, confidence: float) -> tuple[float, float] | None:
+    """The case-level interval of a variant's ``pass_rate`` or ``<metric>.mean``
+    at ``confidence``, from its summary (what a gate with ``confidence:``
+    judges): the same rules as :func:`pass_rate_interval` and :func:`mean_interval`."""
+    if metric == "pass_rate":
+        n = variant.completed_runs
+        if n <= 0:
+            return None
+        wilson = wilson_interval(min(variant.passed_runs, n), n, confidence)
+        rates = [m["passed"] for m in variant.case_means.values() if "passed" in m]
+        if len(rates) < 2:
+            return wilson
+        t = t_interval(rates, confidence)
+        assert t is not None
+        return (max(0.0, min(t[0], wilson[0])), min(1.0, max(t[1], wilson[1])))
+    base = metric[: -len(".mean")] if metric.endswith(".mean") else metric
+    means = [m[base] for m in variant.case_means.values() if base in m]
+    if len(means) >= 2:
+        return t_interval(means, confidence)
+    agg = variant.aggregates.get(base, {})
+    n, mean, sd = int(agg.get("n", 0)), agg.get("mean"), agg.get("std")
+    if n < 2 or mean is None or sd is None:
+        return None
+    half = float(sps.t.ppf(1 - (1 - confidence) / 2, n - 1)) * sd / math.sqrt(n)
+    return (mean - half, mean + half)
+
+
+_BOUNDED = ("passed", "score")
+
+
+def _paired_diffs(base: Sequence[RunRecord], runs: Sequence[RunRecord], metric: str) -> tuple[list[float], str]:
+    """The paired differences (challenger - baseline) and their unit:
+    per case of the run-means, or per run number when there is one case."""
+    cases = {r.case for r in [*base, *runs] if r.status != "error"}
+    if len(cases) <= 1:
+        def by_run(rs: Sequence[RunRecord]) -> dict[int, float]:
+            return {r.run: float(r.metrics[metric]) for r in rs if r.status != "error" and r.metrics.get(metric) is not None}
+
+        b, c = by_run(base), by_run(runs)
+        return [c[i] - b[i] for i in sorted(set(b) & set(c))], "runs"
+    b_means, c_means = case_means(base, metric), case_means(runs, metric)
+    return [c_means[case] - b_means[case] for case in sorted(set(b_means) & set(c_means))], "cases"
 
 
 def compare_variants(
@@ -265,39 +239,67 @@ def compare_variants(
     challenger_runs_by_name: Mapping[str, Sequence[RunRecord]],
     objective: ObjectiveConfig,
     alpha: float,
-    confidence: float = CONFIDENCE,
 ) -> dict[str, Comparison]:
-    """Compare every challenger with the baseline on the objective, Holm
-    correcting over the challengers that have data. Returns one
-    :class:`Comparison` per challenger, in the input order."""
+    """Compare every challenger with the baseline on the objective through
+    the paired differences (see :mod:`.paired`), Holm correcting over the
+    challengers that have data, each interval inverted at the level Holm
+    tested it at. Returns one :class:`Comparison` per challenger, in the
+    input order."""
     rates = objective.metric == "pass_rate"
     metric = "pass_rate" if rates else objective.run_metric
-    base_values = _metric_values(baseline_runs, objective.run_metric)
-    raws = {
-        name: _raw(base_values, _metric_values(runs, objective.run_metric), rates, confidence)
-        for name, runs in challenger_runs_by_name.items()
-    }
-    tested = [name for name, raw in raws.items() if raw.p_value is not None]
-    adjusted = dict(zip(tested, holm([raws[name].p_value for name in tested])))  # type: ignore[misc]
+    run_metric = objective.run_metric
+    base_value = mean_of_cases(baseline_runs, run_metric)
+    tests: dict[str, tuple[paired.PairedResult, paired.SignFlip]] = {}
+    for name, runs in challenger_runs_by_name.items():
+        diffs, unit = _paired_diffs(baseline_runs, runs, run_metric)
+        if diffs:
+            tests[name] = paired.paired_test(diffs, unit)
+    names = list(tests)
+    p_raw = [tests[name][0].p_value for name in names]
+    adjusted = dict(zip(names, holm(p_raw)))
+    levels = dict(zip(names, paired.holm_levels(p_raw, alpha)))
 
     result: dict[str, Comparison] = {}
-    for name, raw in raws.items():
-        p_adj = adjusted.get(name)
-        significant = p_adj is not None and p_adj < alpha
-        direction_ok = raw.diff is not None and (raw.diff > 0 if objective.goal == "max" else raw.diff < 0)
+    for name, runs in challenger_runs_by_name.items():
+        value = mean_of_cases(runs, run_metric)
+        if name not in tests:
+            result[name] = Comparison(
+                variant=name, metric=metric, baseline_value=base_value, value=value, diff=None, ci_low=None,
+                ci_high=None, p_value=None, p_adjusted=None, test="not compared (no paired completed runs)",
+                significant=False, better=False,
+            )  # fmt: skip
+            continue
+        test, flip = tests[name]
+        p_adj = adjusted[name]
+        significant = p_adj < alpha
+        low, high = flip.interval(levels[name])
+        if run_metric in _BOUNDED or run_metric.startswith("check."):
+            low = -1.0 if low is None else max(-1.0, low)
+            high = 1.0 if high is None else min(1.0, high)
+        if low is not None and high is not None:
+            # the interval agrees with the adjusted decision, also at the edges of float precision
+            if not significant:
+                low, high = min(low, 0.0), max(high, 0.0)
+            elif low <= 0.0 <= high:
+                low, high = (0.0, high) if test.diff > 0 else (low, 0.0)
+        direction_ok = test.diff > 0 if objective.goal == "max" else test.diff < 0
         result[name] = Comparison(
             variant=name,
             metric=metric,
-            baseline_value=raw.baseline_value,
-            value=raw.value,
-            diff=raw.diff,
-            ci_low=raw.ci_low,
-            ci_high=raw.ci_high,
-            p_value=raw.p_value,
+            baseline_value=base_value,
+            value=value,
+            diff=test.diff,
+            ci_low=low,
+            ci_high=high,
+            p_value=test.p_value,
             p_adjusted=p_adj,
-            test=raw.test,
+            test=paired.method_name(test),
             significant=significant,
             better=significant and direction_ok,
+            ci_level=1 - levels[name],
+            unit=test.unit,
+            units=test.units,
+            sd=test.sd,
         )
     return result
 
@@ -318,13 +320,14 @@ def format_p(p: float) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
-def describe_comparison(c: Comparison, confidence: float = CONFIDENCE) -> str:
-    """``empathetic: pass_rate +0.30 (95% CI +0.12..+0.48), p=0.002 (Holm)``."""
+def describe_comparison(c: Comparison) -> str:
+    """``empathetic: pass_rate +0.30 (97.5% CI +0.12..+0.48), p=0.002 (Holm)``:
+    the interval at the level Holm tested the challenger at."""
     if c.diff is None:
         return f"{c.variant}: {c.metric} not compared (no completed runs)"
     text = f"{c.variant}: {c.metric} {format_number(c.diff, c.metric, signed=True)}"
     if c.ci_low is not None and c.ci_high is not None:
-        level = f"{confidence * 100:g}%"
+        level = f"{c.ci_level * 100:.4g}%"
         low = format_number(c.ci_low, c.metric, signed=True)
         high = format_number(c.ci_high, c.metric, signed=True)
         text += f" ({level} CI {low}..{high})"

@@ -47,9 +47,46 @@ class Comparison:
     """``p_adjusted < alpha``."""
     better: bool
     """Significant and in the direction of the objective's goal."""
+    ci_level: float = 0.95
+    """The interval's confidence: ``1 - `` the level Holm tested this
+    challenger at, so the interval excludes 0 exactly when ``significant``."""
+    unit: str = "cases"
+    """What one paired difference is: ``cases`` (run-means per case) or
+    ``runs`` (a single case: runs paired by run number)."""
+    units: int = 0
+    """How many paired differences the test had."""
+    sd: float | None = None
+    """Sample standard deviation of the paired differences."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Comparison:
+        return cls(**_known(cls, data))
+
+
+@dataclass
+class DesignNote:
+    """What an A/B test's design can decide (SPEC 6): the unit of evidence,
+    whether significance is reachable at all, and the power line."""
+
+    unit: str
+    """``cases`` or ``runs`` (a single case)."""
+    cases: int
+    runs: int
+    """Runs per variant x case."""
+    challengers: int
+    units_needed: int
+    """The fewest units (cases, or runs for a single case) with which the
+    smallest Holm-adjusted p-value can fall below alpha."""
+    decidable: bool
+    detectable: float | None = None
+    """The smallest difference on the objective detected with 80% power at
+    alpha (paired t approximation, observed spread); None when not decidable
+    or nothing was observed."""
+    sd: float | None = None
+    """The spread it used: RMS over challengers of the paired differences' sd."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DesignNote:
         return cls(**_known(cls, data))
 
 
@@ -67,6 +104,10 @@ class GateJudgement:
     outcome: GateOutcome
     nodeid: str
     message: str
+    confidence: float | None = None
+    """The gate's ``confidence:``: judged on the interval's far bound."""
+    bound: float | None = None
+    """That far bound (the lower one for ``min``, the upper one for ``max``)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GateJudgement:
@@ -92,6 +133,21 @@ class VariantSummary:
     winner: bool = False
     violated: list[str] = field(default_factory=list)
     """Labels of the FAIL / BLOCK_DEPLOY gates this variant violates."""
+    case_means: dict[str, dict[str, float]] = field(default_factory=dict)
+    """case -> metric -> mean over the case's completed runs."""
+    case_runs: dict[str, int] = field(default_factory=dict)
+    """case -> completed runs."""
+    passed_runs: int = 0
+    """Completed runs in which every check passed."""
+
+    @property
+    def completed_runs(self) -> int:
+        return self.runs - self.failed_runs
+
+    @property
+    def error_rate(self) -> float | None:
+        """The share of this variant's runs that FAILED (could not complete)."""
+        return self.failed_runs / self.runs if self.runs else None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VariantSummary:
@@ -128,6 +184,9 @@ class ABTestSummary:
     apply_decision: str | None = None
     mlflow_run_id: str | None = None
     runs: list[RunRecord] = field(default_factory=list)
+    max_error_rate: float = 0.05
+    design: DesignNote | None = None
+    """What the design can decide: the unit, cases, runs, power."""
 
     @property
     def has_significant_winner(self) -> bool:
@@ -148,6 +207,8 @@ class ABTestSummary:
         values["variants"] = [VariantSummary.from_dict(v) for v in values.get("variants", [])]
         values["gates"] = [GateJudgement.from_dict(g) for g in values.get("gates", [])]
         values["runs"] = [RunRecord.from_dict(r) for r in values.get("runs", [])]
+        if values.get("design") is not None:
+            values["design"] = DesignNote.from_dict(values["design"])
         return cls(**values)
 
 
@@ -158,6 +219,9 @@ class SessionSummary:
     results_path: str | None = None
     mlflow_uri: str | None = None
     mlflow_error: str | None = None
+    tolerated_errors: int = 0
+    """FAILED items (errored runs within ``max_error_rate``) that did not
+    make the session exit 1: they were its only failures."""
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)

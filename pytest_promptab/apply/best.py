@@ -2,8 +2,9 @@
 its workflow file, and if so write it there safely.
 
 The rules (SPEC section 8): nothing after an interrupted session, nor for an
-A/B test with failed or missing runs, nor without a significant winner other
-than the baseline; a file that changed since it was collected is left alone.
+A/B test with missing runs, nor without a significant winner other than the
+baseline, nor when the winner's share of FAILED runs is above
+``ab_test.max_error_rate``; a file that changed since it was collected is left alone.
 Otherwise ``<file>.bak`` is written first, then the rewritten text (see
 :mod:`pytest_promptab.apply.rewrite`) goes to a temporary file in the same
 folder and is moved over the file atomically, keeping its permissions. Every
@@ -100,13 +101,17 @@ def apply_winner(
 
     if interrupted:
         return refuse("the session was interrupted")
-    if summary.failed_runs > 0:
-        n = summary.failed_runs
-        return refuse(f"{n} failed run{'s' if n != 1 else ''}")
     if not summary.complete:
         return refuse("not every run of the A/B test ran (deselected or stopped early)")
     if winner is None:  # the reason says which: no significant winner, gates, no runs
         return refuse(summary.winner_reason or "no significant winner")
+    won = next((v for v in summary.variants if v.name == winner), None)
+    if won is not None and won.error_rate is not None and won.error_rate > summary.max_error_rate:
+        n = won.failed_runs
+        return refuse(
+            f"{winner!r} has {n} failed run{'s' if n != 1 else ''} of {won.runs} ({won.error_rate:.0%}), "
+            f"above ab_test.max_error_rate {summary.max_error_rate:g}"
+        )
     violated = next((v.violated for v in summary.variants if v.name == winner), [])
     if violated:
         return refuse(f"{winner!r} violates {', '.join(violated)}")

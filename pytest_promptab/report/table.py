@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from ..analysis.summary import ABTestSummary, VariantSummary
+from .verdicts import verdict_lines
 
 WINNER_MARK = "*"
 
@@ -82,7 +83,7 @@ def _diff(summary: ABTestSummary, v: VariantSummary, *, unit: str = "pp") -> str
 
 def _diff_header(summary: ABTestSummary) -> str:
     # narrow: the unit once in the header, "+23 [+7, +41]" in the cells
-    return "diff pass_rate\npp [95% CI]" if summary.objective == "pass_rate" else f"diff {summary.objective}\n[95% CI]"
+    return "diff pass_rate\npp [CI]" if summary.objective == "pass_rate" else f"diff {summary.objective}\n[CI]"
 
 
 def _p_cell(summary: ABTestSummary, v: VariantSummary) -> str:
@@ -119,7 +120,7 @@ COLUMNS: list[Column] = [
     Column("role", "role", lambda s, v: v.role, 0),
     Column("runs", "runs", _runs, 0),
     Column("pass_rate", "pass rate [95% CI]", _rate, 0, narrow_header="pass rate\n[95% CI]"),
-    Column("diff", lambda s: f"diff {s.objective} [95% CI]", _diff, 0, narrow_header=_diff_header,
+    Column("diff", lambda s: f"diff {s.objective} [CI]", _diff, 0, narrow_header=_diff_header,
            narrow_cell=lambda s, v: _diff(s, v, unit="")),
     Column("p", "p (Holm)", _p_cell, 0),
     Column("score", "score", _stat_cell("score", "mean", "{:.2f}"), 2),
@@ -147,8 +148,8 @@ def render_abtest(summary: ABTestSummary, *, verbose: bool = False, width: int |
                        width)
     if not summary.complete:
         lines += _wrap("note: not every run of this A/B test ran (deselected or stopped early)", width)
-    if summary.failed_runs:
-        lines += _wrap(f"failed runs: {summary.failed_runs} (excluded from the statistics)", width)
+    for line in verdict_lines(summary):
+        lines += _wrap(line, width)
     violated = [g for g in summary.gates if not g.met]
     if violated:
         lines.append("gates violated:")

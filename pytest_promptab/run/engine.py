@@ -31,6 +31,10 @@ ProviderWrapper = Callable[[Callable[[], Provider], ProviderConfig], Provider]
 """Wraps a provider factory (record/replay); gets the factory so that replay
 never builds the live provider."""
 
+PARSE_CHECK = "parse"
+"""The check every run of a workflow with a ``parse: json`` node gets: failed
+when an answer is not JSON (the prompt's failure, counted in ``pass_rate``)."""
+
 _FENCE = re.compile(r"^\s*```(?:json)?\s*\n(.*?)\n\s*```\s*$", re.DOTALL)
 
 
@@ -88,6 +92,7 @@ class Engine:
         cost = 0.0
         have_tokens = have_cost = False
         current: str | None = None
+        parse_failure: CheckResult | None = None
         try:
             nodes = self.nodes(loaded, variant)
             # built before the clock starts: the first run must not pay for imports and clients
@@ -132,12 +137,28 @@ class Engine:
                     record.extra[node.id] = response.extra
                 output: Any = response.text
                 if node.parse == "json":
-                    output = parse_json_output(response.text, node.id, display, node.prompt_line)
+                    try:
+                        output = parse_json_output(response.text, node.id, display, node.prompt_line)
+                    except OutputParseError as exc:
+                        # the prompt's failure, not the run's: a failed check, and no later node runs
+                        record.outputs[node.output_key] = response.text
+                        parse_failure = CheckResult(
+                            name=PARSE_CHECK, type="parse", passed=False, score=0.0, expected="JSON",
+                            actual=_shown(response.text), detail=exc.message,
+                        )  # fmt: skip
+                        break
                 scope[node.output_key] = output
                 record.outputs[node.output_key] = output
             metrics["latency_ms"] = (time.perf_counter() - started - queued) * 1000.0
             current = None
-            record.checks = self._run_checks(loaded, display, nodes, scope, case.id)
+            if parse_failure is not None:
+                record.checks = [parse_failure]
+            else:
+                record.checks = self._run_checks(loaded, display, nodes, scope, case.id)
+                if any(node.parse == "json" for node in nodes):
+                    record.checks.append(
+                        CheckResult(name=PARSE_CHECK, type="parse", passed=True, score=1.0, expected="JSON")
+                    )
         except PromptabError as exc:
             record.status = "error"
             record.error_node = current
@@ -161,9 +182,12 @@ class Engine:
             metrics[f"check.{result.name}"] = result.score
             for sub, value in result.scores.items():
                 metrics[f"check.{result.name}.{sub}"] = float(value)
-        if record.checks and total_weight > 0:
+        configured = [r for r in record.checks if r.type != "parse"]
+        if parse_failure is not None:
+            metrics["score"] = 0.0  # no answer in the asked format: nothing to score
+        elif configured and total_weight > 0:
             weights = {c.name or c.type: c.weight for c in loaded.config.checks}
-            metrics["score"] = sum(r.score * weights[r.name] for r in record.checks) / total_weight
+            metrics["score"] = sum(r.score * weights[r.name] for r in configured) / total_weight
         else:
             metrics["score"] = 1.0 if all(r.passed for r in record.checks) else 0.0
         passed = all(r.passed for r in record.checks)
@@ -279,6 +303,10 @@ def parse_json_output(text: str, node_id: str, display: str, line: int | None) -
             line=line,
             hint="ask for JSON only in the prompt, or use 'parse: text'",
         ) from None
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _first_line(exc: BaseException) -> str:

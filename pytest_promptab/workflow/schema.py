@@ -161,11 +161,25 @@ class GateConfig(_Model):
     action: GateAction = "FAIL"
     name: str | None = None
     variants: list[str] | None = None
+    confidence: float | None = None
+    """Judge the interval's far bound at this confidence, not the estimate."""
 
     @model_validator(mode="after")
     def _has_bound(self) -> GateConfig:
         if self.min is None and self.max is None:
             raise ValueError("a gate needs 'min', 'max' or both")
+        if self.confidence is not None:
+            if not 0.5 < self.confidence < 1:
+                raise LocatedValueError(
+                    f"gate confidence must be above 0.5 and below 1 (e.g. 0.95), got {self.confidence:g}",
+                    ("confidence",),
+                )
+            if self.metric != "pass_rate" and not self.metric.endswith(".mean"):
+                raise LocatedValueError(
+                    f"gate confidence needs an interval: use it with pass_rate or a '<metric>.mean' gate, "
+                    f"not {self.metric!r}",
+                    ("confidence",),
+                )
         return self
 
     @property
@@ -195,7 +209,10 @@ class ABTestConfig(_Model):
     baseline: str = Field("baseline", min_length=1)
     variants: list[VariantConfig] = Field(default_factory=list)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
-    alpha: float = Field(0.05, gt=0, lt=1)
+    alpha: float = Field(0.05, gt=0, le=0.5)
+    max_error_rate: float = Field(0.05, ge=0, le=1)
+    """The share of a variant's runs that may FAIL (not complete) and still
+    let apply-best write it, and not fail the session (see the README)."""
     gates: list[GateConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -261,6 +278,12 @@ class WorkflowConfig(_Model):
                         f"case id {case_id!r} is used twice; case ids must be unique", ("cases", index, "id")
                     )
         names = self.check_names()
+        if any(n.parse == "json" for n in self.nodes) and "parse" in names:
+            raise LocatedValueError(
+                "check name 'parse' is taken: a workflow with a 'parse: json' node gets a check 'parse' "
+                "(failed when an answer is not JSON); give this check another 'name:'",
+                ("checks", names.index("parse")),
+            )
         for index, name in enumerate(names):
             if names.index(name) != index:
                 raise LocatedValueError(
@@ -306,6 +329,8 @@ class WorkflowConfig(_Model):
         names = list(BASE_METRICS)
         names += [f"node.{n.id}.latency_ms" for n in self.nodes]
         names += [f"check.{name}" for name in self.check_names()]
+        if any(n.parse == "json" for n in self.nodes):
+            names.append("check.parse")
         return names
 
 
