@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .analysis.summary import SessionSummary
 from .errors import PromptabError
-from .run.records import RunRecord
+from .run.records import RunRecord, received_record
 from .workflow.loader import LoadedWorkflow, load_workflow
 
 if TYPE_CHECKING:
@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from .tracking.process import MlflowProcess
 
 CACHE_MODES = ("off", "record", "replay", "auto")
+
+PREFETCH_WINDOW = 256
+PREFETCH_PER_CALL = 32
+"""Runs queued ahead of the item being reported: the larger of
+``PREFETCH_WINDOW`` and ``PREFETCH_PER_CALL`` per call in flight."""
 
 
 @dataclass
@@ -80,6 +85,12 @@ class PromptabSession:
     """The test loop ended early (-x, --maxfail, Ctrl-C): no gates, no apply."""
     _engine: Engine | None = None
     _runner: Runner | None = None
+    _ahead: list[RunJob] = field(default_factory=list)
+    """The runs to prefetch, in report order (:meth:`prefetch`)."""
+    _ahead_at: dict[int, int] = field(default_factory=dict)
+    """``id(job)`` -> its position in ``_ahead``, until its item takes it."""
+    _ahead_sent: int = 0
+    """How many of ``_ahead`` went to the runner."""
     _mlflow_process: MlflowProcess | None = None
 
     def __post_init__(self) -> None:
@@ -149,10 +160,31 @@ class PromptabSession:
 
     def result(self, job: RunJob) -> RunRecord:
         """The job's record: prefetched by the runner, or run now."""
+        position = self._ahead_at.pop(id(job), None)
+        if position is not None and self._ahead[position] is job:
+            self._queue_ahead(position + 1)
         return self.runner.result(job.key, lambda: self.execute(job))
 
     def prefetch(self, jobs: list[RunJob]) -> None:
-        self.runner.submit_all([(job.key, functools.partial(self.execute, job)) for job in jobs])
+        """Send the runs of ``jobs`` (the selected items' runs, in report
+        order) to the runner ahead of their items: a window of runs at a time,
+        topped up as items take their results, so that a session of 20,000
+        runs does not queue 20,000 of them before its first item."""
+        self._ahead = list(jobs)
+        self._ahead_at = {id(job): position for position, job in enumerate(self._ahead)}
+        self._ahead_sent = 0
+        self._queue_ahead(0)
+
+    def _queue_ahead(self, taken: int) -> None:
+        """Keep the runs after the first ``taken`` queued, a window ahead;
+        topped up by half windows, so that the runner gets batches."""
+        window = max(PREFETCH_WINDOW, PREFETCH_PER_CALL * self.options.concurrency)
+        if self._ahead_sent >= len(self._ahead) or self._ahead_sent - taken > window // 2:
+            return
+        end = min(len(self._ahead), taken + window)
+        batch = self._ahead[self._ahead_sent : end]
+        self._ahead_sent = end
+        self.runner.submit_all([(job.key, functools.partial(self.execute, job)) for job in batch])
 
     def close(self) -> None:
         if self._runner is not None:
@@ -161,8 +193,10 @@ class PromptabSession:
             self._engine.providers.close_all()
 
     # -- controller side: results ------------------------------------------
-    def add_record(self, data: dict[str, Any]) -> None:
-        record = RunRecord.from_dict(data)
+    def add_record(self, value: Any) -> None:
+        """Take in a run from its report's ``user_properties`` value: the
+        record itself when the item ran here, else read from its JSON text."""
+        record = received_record(value)
         self.records[record.file].append(record)
 
     def summarize(self, *, interrupted: bool) -> SessionSummary:
