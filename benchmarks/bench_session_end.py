@@ -81,6 +81,13 @@ def pytest_unconfigure(config):
         json.dump(_seen, handle)
 '''
 
+STATS_IMPORT_PLUGIN = '''"""Benchmark helper plugin: import what promptab's statistics import, after the last test."""
+
+
+def pytest_sessionfinish(session):
+    import pytest_promptab.analysis.summarize  # noqa: F401  (numpy, scipy.stats)
+'''
+
 SMALL_WORKFLOW = """name: small
 provider: {type: python, callable: "fast.py:generate", model: instant}
 nodes:
@@ -129,6 +136,7 @@ def build(root: Path, items: int) -> None:
     (root / "fast.py").write_text(PROVIDER)
     (root / "_bench_phases.py").write_text(PHASES_PLUGIN)
     (root / "_bench_first.py").write_text(FIRST_ITEM_PLUGIN)
+    (root / "_bench_stats_import.py").write_text(STATS_IMPORT_PLUGIN)
     big, small = root / "big", root / "small"
     for folder, n, workflow in ((big, items, workflow_yaml(items // (VARIANTS * CASES))), (small, 2, SMALL_WORKFLOW)):
         folder.mkdir()
@@ -147,12 +155,17 @@ except ImportError:
     pass
 
 OFF = ["--promptab", "--promptab-no-mlflow", "wf.yaml"]
+OURS = str(Path(__file__).resolve().parent.parent / "pytest_promptab") if (
+    Path(__file__).resolve().parent.parent / "pytest_promptab").is_dir() else ""
+"""The package next to this script: the one measured (put its folder first on PYTHONPATH)."""
+PLAIN_STATS = "plain parametrize + importing promptab's statistics at the end (for reference)"
 
 
 def big_configs(mlflow: bool) -> dict[str, list[str]]:
     found = {
         "plain parametrize": [*BASE, "test_plain.py", "-p", "_bench_phases"],
         "promptab, MLflow off": [*BASE, *OFF, "-p", "_bench_phases"],
+        PLAIN_STATS: [*BASE, "test_plain.py", "-p", "_bench_phases", "-p", "_bench_stats_import"],
     }
     if mlflow:
         found["promptab, MLflow ON (new sqlite store)"] = [*BASE, "--promptab", "wf.yaml", "-p", "_bench_phases"]
@@ -173,7 +186,7 @@ def check(label: str, sample: Sample, folder: Path, items: int) -> None:
     """A benchmark of a run that did not do its job measures nothing."""
     if f"{items} passed" not in sample.stdout:
         raise SystemExit(f"{label}: expected '{items} passed' in the output:\n{sample.stdout[-3000:]}")
-    if "promptab" in label:
+    if label.startswith("promptab"):
         results = json.loads((folder / ".promptab" / "results.json").read_text())
         runs = sum(len(ab["runs"]) for ab in results["abtests"])
         if runs != items or "promptab summary" not in sample.stdout:
@@ -199,6 +212,9 @@ def measure(root: Path, folder: Path, configs: dict[str, list[str]], items: int,
         sample = run_measured(configs[label], folder, env)
         check(label, sample, folder, items)
         stamps = json.loads(stamps_file.read_text())
+        where = stamps.pop("promptab_from", None)
+        if label.startswith("promptab") and where and not where.startswith(OURS):
+            raise SystemExit(f"{label}: pytest_promptab was imported from {where}, not from {OURS}")
         stamps["start"], stamps["end"] = started, started + sample.wall
         return sample, stamps
 

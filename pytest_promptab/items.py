@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import pytest
 
 from .errors import PromptabError
-from .run.records import USER_PROPERTY, RunRecord, shipped_value
+from .run.records import USER_PROPERTY, RunRecord
 from .session import RunJob
 from .stash import SESSION_KEY
 from .workflow.loader import LoadedWorkflow
@@ -70,8 +70,7 @@ class RunItem(pytest.Item):
     def runtest(self) -> None:
         psession = self.config.stash[SESSION_KEY]
         record: RunRecord = psession.result(self.job)
-        # compact JSON text; the record rides along unless an xdist worker ships it
-        self.user_properties.append((USER_PROPERTY, shipped_value(record, plain=hasattr(self.config, "workerinput"))))
+        self.user_properties.append((USER_PROPERTY, psession.ship(record, here=not hasattr(self.config, "workerinput"))))
         self.config.hook.pytest_promptab_run_finished(record=record)
         if record.status == "error":
             raise RunFailed(record.error or "the run failed")

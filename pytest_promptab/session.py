@@ -85,6 +85,8 @@ class PromptabSession:
     """The test loop ended early (-x, --maxfail, Ctrl-C): no gates, no apply."""
     _engine: Engine | None = None
     _runner: Runner | None = None
+    _shipped: dict[int, tuple[str, RunRecord]] = field(default_factory=dict)
+    """``id(text)`` -> (text, record) of runs shipped here, until taken in."""
     _ahead: list[RunJob] = field(default_factory=list)
     """The runs to prefetch, in report order (:meth:`prefetch`)."""
     _ahead_at: dict[int, int] = field(default_factory=dict)
@@ -193,10 +195,21 @@ class PromptabSession:
             self._engine.providers.close_all()
 
     # -- controller side: results ------------------------------------------
+    def ship(self, record: RunRecord, *, here: bool) -> str:
+        """The ``user_properties`` value of a run: its record's compact JSON
+        text. ``here``: the controller runs the item itself (no xdist), so
+        the record is kept with its text and :meth:`add_record` takes it
+        back as it is, without parsing the text."""
+        text = record.to_json()
+        if here:
+            self._shipped[id(text)] = (text, record)
+        return text
+
     def add_record(self, value: Any) -> None:
         """Take in a run from its report's ``user_properties`` value: the
-        record itself when the item ran here, else read from its JSON text."""
-        record = received_record(value)
+        record itself when it ran here, else read from its JSON text."""
+        shipped = self._shipped.pop(id(value), None)
+        record = shipped[1] if shipped is not None and shipped[0] is value else received_record(value)
         self.records[record.file].append(record)
 
     def summarize(self, *, interrupted: bool) -> SessionSummary:

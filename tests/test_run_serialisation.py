@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,12 +15,7 @@ import pytest
 from pytest_promptab import __version__
 from pytest_promptab.checks.result import CheckResult
 from pytest_promptab.report.results_file import results_text, write_results
-from pytest_promptab.run.records import (
-    RunRecord,
-    ShippedRun,
-    received_record,
-    shipped_value,
-)
+from pytest_promptab.run.records import RunRecord, received_record
 from pytest_promptab.session import (
     PREFETCH_WINDOW,
     PromptabOptions,
@@ -77,16 +71,19 @@ def test_a_value_that_is_not_json_is_kept_as_text_and_nan_survives() -> None:
     assert back["outputs"]["answer"] == "x" and math.isnan(back["metrics"]["score"])
 
 
-def test_the_shipped_value_is_the_json_text_and_carries_the_record_in_process_only() -> None:
-    r = record()
-    here = shipped_value(r, plain=False)
-    assert isinstance(here, ShippedRun) and here == r.to_json() and str(here) == r.to_json()
-    assert received_record(here) is r  # the controller takes the record itself, no parsing
-    worker = shipped_value(record(), plain=True)
-    assert type(worker) is str  # execnet (pytest-xdist) ships exact built-in types only
-    assert received_record(worker) == r
-    assert received_record(json.loads(worker)) == r  # a plugin that re-serialised the report
-    assert type(pickle.loads(pickle.dumps(here))) is str
+def test_a_run_is_shipped_as_its_json_text_and_taken_back_whole_in_process(tmp_path: Path) -> None:
+    session = PromptabSession(PromptabOptions(rootdir=tmp_path))
+    here, r = record(), record()
+    text = session.ship(here, here=True)
+    assert type(text) is str and text == r.to_json()  # execnet (pytest-xdist) ships exact built-in types only
+    session.add_record(text)
+    assert session.records["f.yaml"][0] is here  # taken back as it is, not parsed
+    worker = session.ship(record(), here=False)  # an xdist worker: its controller parses the text
+    session.add_record(worker)
+    session.add_record(json.loads(worker))  # a plugin that re-serialised the report
+    assert session.records["f.yaml"][1:] == [r, r] and session.records["f.yaml"][1] is not r
+    assert not session._shipped
+    assert received_record(text) == r
 
 
 # ------------------------------------------------------------ results.json

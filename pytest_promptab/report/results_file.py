@@ -12,39 +12,43 @@ at every write.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .. import __version__
 from ..analysis.summary import ABTestSummary, SessionSummary, plain
 from ..fileio import atomic_write_text
 from ..run.records import encode_json
 
-__all__ = ["atomic_write_text", "results_text", "write_results"]
+__all__ = ["atomic_write_text", "results_pieces", "results_text", "write_results"]
 
 
 def write_results(path: Path, summary: SessionSummary) -> None:
-    atomic_write_text(path, results_text(summary))
+    atomic_write_text(path, results_pieces(summary))
 
 
 def results_text(summary: SessionSummary) -> str:
     """The results file's text: ``{"promptab_version": ..., **summary.to_dict()}``
     as JSON, without encoding the runs again."""
-    parts = ['{"promptab_version":', encode_json(__version__), ',"abtests":[']
+    return "".join(results_pieces(summary))
+
+
+def results_pieces(summary: SessionSummary) -> Iterator[str]:
+    """:func:`results_text` in pieces, a run at a time."""
+    yield '{"promptab_version":' + encode_json(__version__) + ',"abtests":['
     for index, ab in enumerate(summary.abtests):
         if index:
-            parts.append(",\n")
-        parts.append(_abtest_text(ab))
-    parts.append("]")
-    parts.append(_members({key: plain(value) for key, value in vars(summary).items() if key != "abtests"}))
-    parts.append("}\n")
-    return "".join(parts)
+            yield ",\n"
+        yield from _abtest_pieces(ab)
+    yield "]" + _members({key: plain(value) for key, value in vars(summary).items() if key != "abtests"}) + "}\n"
 
 
-def _abtest_text(ab: ABTestSummary) -> str:
-    head = {key: plain(value) for key, value in vars(ab).items() if key != "runs"}
-    runs = ",\n".join(record.to_json() for record in ab.runs)
-    members = _members(head)[1:]
-    return "{" + members + ("," if members else "") + '"runs":[' + (f"\n{runs}\n" if runs else "") + "]}"
+def _abtest_pieces(ab: ABTestSummary) -> Iterator[str]:
+    members = _members({key: plain(value) for key, value in vars(ab).items() if key != "runs"})[1:]
+    yield "{" + members + ("," if members else "") + '"runs":['
+    for index, record in enumerate(ab.runs):
+        yield ",\n" if index else "\n"
+        yield record.to_json()
+    yield "\n]}" if ab.runs else "]}"
 
 
 def _members(data: dict[str, Any]) -> str:

@@ -9,7 +9,8 @@ whitespace), encoded once per record and cached. The same text is
 
 - the value of the run's ``user_properties`` entry (:data:`USER_PROPERTY`),
   which is how a record reaches the pytest controller (under pytest-xdist
-  through execnet, which ships strings) and what ``--junitxml`` shows as the
+  through execnet; without xdist the controller takes the record itself,
+  see :meth:`PromptabSession.ship`) and what ``--junitxml`` shows as the
   ``<property>`` value;
 - each element of an A/B test's ``runs`` list in ``.promptab/results.json``
   (:mod:`pytest_promptab.report.results_file` splices the texts in, it does
@@ -132,48 +133,9 @@ def check_from_dict(data: dict[str, Any]) -> CheckResult:
     return CheckResult(**{key: value for key, value in data.items() if key in _CHECK_FIELDS})
 
 
-class ShippedRun(str):
-    """A run's :meth:`RunRecord.to_json` text that also carries the record.
-
-    It is what a run's item puts in ``user_properties`` when the item runs in
-    the controller itself (no xdist), so that the controller takes the record
-    as it is instead of parsing the text back. Anything else that reads the
-    property (``--junitxml``, report-log plugins) sees a plain string of
-    compact JSON. pytest-xdist workers ship a plain ``str`` instead, since
-    execnet serialises exact built-in types only."""
-
-    record: RunRecord
-
-    def __new__(cls, record: RunRecord) -> ShippedRun:
-        cached = record.__dict__.get("_json")
-        if isinstance(cached, ShippedRun):
-            cached.record = record
-            return cached
-        shipped = super().__new__(cls, cached if cached is not None else encode_json(record.to_dict()))
-        shipped.record = record
-        record.__dict__["_json"] = shipped  # one copy of the text, not two
-        return shipped
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (str, (str(self),))  # pickled and copied as the plain text
-
-
-def shipped_value(record: RunRecord, *, plain: bool) -> str:
-    """The ``user_properties`` value of a run: compact JSON text, with the
-    record attached unless ``plain`` (an xdist worker)."""
-    return record.to_json() if plain else ShippedRun(record)
-
-
 def received_record(value: Any) -> RunRecord:
-    """The record of a :data:`USER_PROPERTY` value: a :class:`ShippedRun`'s
-    own record, or one read from the JSON text (an xdist worker's report).
-    A dict (a plugin that re-serialised the report) is read as well."""
-    if isinstance(value, ShippedRun):
-        # taken out, which breaks the record <-> text cycle (no garbage
-        # collection needed to free them); a second reader parses the text
-        record: RunRecord | None = value.__dict__.pop("record", None)
-        if record is not None:
-            return record
+    """The record of a :data:`USER_PROPERTY` value: its JSON text (or a dict,
+    from a plugin that re-serialised the report) read back."""
     if isinstance(value, str):
         return RunRecord.from_json(value)
     return RunRecord.from_dict(value)
