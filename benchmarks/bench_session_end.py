@@ -77,6 +77,7 @@ def pytest_runtest_protocol(item, nextitem):
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
+    _seen["promptab_from"] = getattr(sys.modules.get("pytest_promptab"), "__file__", None)
     with open(os.environ["BENCH_FIRST_OUT"], "w") as handle:
         json.dump(_seen, handle)
 '''
@@ -161,25 +162,36 @@ OURS = str(Path(__file__).resolve().parent.parent / "pytest_promptab") if (
 PLAIN_STATS = "plain parametrize + importing promptab's statistics at the end (for reference)"
 
 
-def big_configs(mlflow: bool) -> dict[str, list[str]]:
+def big_configs(mlflow: bool, compare: list[Path]) -> dict[str, list[str]]:
     found = {
         "plain parametrize": [*BASE, "test_plain.py", "-p", "_bench_phases"],
         "promptab, MLflow off": [*BASE, *OFF, "-p", "_bench_phases"],
         PLAIN_STATS: [*BASE, "test_plain.py", "-p", "_bench_phases", "-p", "_bench_stats_import"],
     }
+    for directory in compare:
+        found[f"promptab [{directory}], MLflow off"] = found["promptab, MLflow off"]
     if mlflow:
-        found["promptab, MLflow ON (new sqlite store)"] = [*BASE, "--promptab", "wf.yaml", "-p", "_bench_phases"]
+        found["promptab, MLflow ON (sqlite store)"] = [*BASE, "--promptab", "wf.yaml", "-p", "_bench_phases"]
     return found
 
 
-def small_configs(mlflow: bool) -> dict[str, list[str]]:
+def small_configs(mlflow: bool, compare: list[Path]) -> dict[str, list[str]]:
     found = {
         "plain parametrize, 2 tests": [*BASE, "test_plain.py", "-p", "_bench_first"],
         "promptab 2 runs, MLflow off": [*BASE, *OFF, "-p", "_bench_first"],
     }
+    for directory in compare:
+        found[f"promptab [{directory}] 2 runs, MLflow off"] = found["promptab 2 runs, MLflow off"]
     if mlflow:
-        found["promptab 2 runs, MLflow ON"] = [*BASE, "--promptab", "wf.yaml", "-p", "_bench_first"]
+        found["promptab 2 runs, MLflow ON (sqlite store)"] = [*BASE, "--promptab", "wf.yaml", "-p", "_bench_first"]
     return found
+
+
+def package_of(label: str) -> str:
+    """The folder the configuration's pytest_promptab must come from."""
+    if label.startswith("promptab [") and "]" in label:
+        return str(Path(label[len("promptab ["):label.index("]")]).resolve() / "pytest_promptab")
+    return OURS
 
 
 def check(label: str, sample: Sample, folder: Path, items: int) -> None:
@@ -208,13 +220,15 @@ def measure(root: Path, folder: Path, configs: dict[str, list[str]], items: int,
 
     def once(label: str) -> tuple[Sample, dict]:
         (folder / ".promptab" / "results.json").unlink(missing_ok=True)
+        package = package_of(label)
         started = time.time()
-        sample = run_measured(configs[label], folder, env)
+        path = os.pathsep.join([str(Path(package).parent), env["PYTHONPATH"]])
+        sample = run_measured(configs[label], folder, {**env, "PYTHONPATH": path})
         check(label, sample, folder, items)
         stamps = json.loads(stamps_file.read_text())
         where = stamps.pop("promptab_from", None)
-        if label.startswith("promptab") and where and not where.startswith(OURS):
-            raise SystemExit(f"{label}: pytest_promptab was imported from {where}, not from {OURS}")
+        if label.startswith("promptab") and where and not where.startswith(package):
+            raise SystemExit(f"{label}: pytest_promptab was imported from {where}, not from {package}")
         stamps["start"], stamps["end"] = started, started + sample.wall
         return sample, stamps
 
@@ -304,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=10_000, help="runs of the big session (default 10000)")
     parser.add_argument("--small-repeats", type=int, default=None, help="rounds of the 2-run session (default 3x --repeats)")
     parser.add_argument("--mlflow", action="store_true", help="also measure with MLflow logging ON (sqlite store)")
+    parser.add_argument("--compare", type=Path, action="append", default=[], metavar="DIR",
+                        help="also time promptab with the package in DIR/pytest_promptab (e.g. an older commit: "
+                             "git archive COMMIT pytest_promptab | tar -x -C DIR), MLflow off; repeatable")
     parser.add_argument("--keep", action="store_true", help="keep the generated files and print where they are")
     args = parser.parse_args(argv)
     if args.items < VARIANTS * CASES or args.items % (VARIANTS * CASES):
@@ -318,12 +335,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"files kept in {root}")
         stamps = root / "stamps.json"
         print(f"\n## {args.items} instant runs, {args.repeats} interleaved rounds (load average before: {load_average()})")
-        big = measure(root, root / "big", big_configs(args.mlflow), args.items, args.repeats, stamps)
+        big = measure(root, root / "big", big_configs(args.mlflow, args.compare), args.items, args.repeats, stamps)
         wall_ratio, rss_ratio = report_big(big, args.items)
         small_repeats = args.small_repeats or 3 * args.repeats
         print(f"\n## start to first item, 2-run session, {small_repeats} interleaved rounds "
               f"(load average before: {load_average()})")
-        small = measure(root, root / "small", small_configs(args.mlflow), 2, small_repeats, stamps)
+        small = measure(root, root / "small", small_configs(args.mlflow, args.compare), 2, small_repeats, stamps)
         first_more = report_small(small)
         print(f"load average after: {load_average()}")
     goals: list[tuple[str, bool, str]] = [
