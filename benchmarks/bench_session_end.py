@@ -253,6 +253,7 @@ def report_big(found: dict[str, list[tuple[Sample, dict]]], items: int) -> tuple
     plain = found[plain_label]
     plain_wall = median([s.wall for s, _ in plain])
     plain_rss = median([s.max_rss_kb for s, _ in plain])
+    plain_cpu = median([s.cpu for s, _ in plain])
     rows = []
     for label, samples in found.items():
         wall = [s.wall for s, _ in samples]
@@ -260,10 +261,11 @@ def report_big(found: dict[str, list[tuple[Sample, dict]]], items: int) -> tuple
         rss = [s.max_rss_kb for s, _ in samples]
         rows.append([label, len(samples), f"{median(wall) * 1000:.0f}", f"{min(wall) * 1000:.0f}-{max(wall) * 1000:.0f}",
                      f"{median([s.cpu for s, _ in samples]) * 1000:.0f}",
+                     f"{median([s.cpu for s, _ in samples]) / plain_cpu:.3f}",
                      f"{median(wall) / plain_wall:.3f}", f"{median(ratios):.3f}",
                      f"{median(rss) / 1024:.0f}", f"{median(rss) / plain_rss:.2f}"])
     print(table(rows, ["whole process", "runs", "wall median ms", "wall min-max ms", "CPU median ms",
-                       "wall / plain (medians)", "wall / plain (per-round median)", "peak RSS median MB",
+                       "CPU / plain", "wall / plain (medians)", "wall / plain (per-round median)", "peak RSS median MB",
                        "RSS / plain"]))
     spans = [
         ("start-up (imports, configure)", "start", "collect_start"),
