@@ -33,7 +33,9 @@ def pytest_promptab_register_checks(registry: CheckRegistry) -> None:
 
 @pytest.hookspec
 def pytest_promptab_run_finished(record: RunRecord) -> None:
-    """Called in the process that ran it, after each run of a workflow."""
+    """Called in the process that ran it, after each run of a workflow. The
+    record is final (already shipped to the controller as JSON): read it,
+    do not change it."""
 
 
 @pytest.hookspec
@@ -41,4 +43,5 @@ def pytest_promptab_session_summary(summary: SessionSummary) -> None:
     """Called once on the controller at session end, after the statistics,
     apply-best and the gates, before the gate reports, the final results file
     and MLflow (after an interrupted session: statistics only). The summary
-    may be read (and annotated), not restructured."""
+    may be read (and annotated), not restructured; its run records are
+    final (results.json holds them as they were shipped)."""

@@ -104,7 +104,7 @@ class RunItem(pytest.Item):
     def runtest(self) -> None:
         psession = self.config.stash[SESSION_KEY]
         record: RunRecord = psession.result(self.job)
-        self.user_properties.append((USER_PROPERTY, record.to_dict()))
+        self.user_properties.append((USER_PROPERTY, psession.ship(record, here=not hasattr(self.config, "workerinput"))))
         self.config.hook.pytest_promptab_run_finished(record=record)
         if record.status == "error":
             raise RunFailed(record.error or "the run failed")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .analysis.summary import ABTestSummary, GateJudgement, SessionSummary
 from .errors import PromptabError
-from .run.records import RunRecord
+from .run.records import RunRecord, received_record
 from .workflow.loader import LoadedWorkflow, load_workflow
 
 if TYPE_CHECKING:
@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from .tracking.process import MlflowProcess
 
 CACHE_MODES = ("off", "record", "replay", "auto")
+
+PREFETCH_WINDOW = 256
+PREFETCH_PER_CALL = 32
+"""Runs queued ahead of the item being reported: the larger of
+``PREFETCH_WINDOW`` and ``PREFETCH_PER_CALL`` per call in flight."""
 
 
 @dataclass
@@ -109,6 +114,14 @@ class PromptabSession:
     """xdist controller: gate node id -> the verdict given to its worker's report."""
     _engine: Engine | None = None
     _runner: Runner | None = None
+    _shipped: dict[int, tuple[str, RunRecord]] = field(default_factory=dict)
+    """``id(text)`` -> (text, record) of runs shipped here, until taken in."""
+    _ahead: list[RunJob] = field(default_factory=list)
+    """The runs to prefetch, in report order (:meth:`prefetch`)."""
+    _ahead_at: dict[int, int] = field(default_factory=dict)
+    """``id(job)`` -> its position in ``_ahead``, until its item takes it."""
+    _ahead_sent: int = 0
+    """How many of ``_ahead`` went to the runner."""
     _mlflow_process: MlflowProcess | None = None
 
     def __post_init__(self) -> None:
@@ -178,10 +191,31 @@ class PromptabSession:
 
     def result(self, job: RunJob) -> RunRecord:
         """The job's record: prefetched by the runner, or run now."""
+        position = self._ahead_at.pop(id(job), None)
+        if position is not None and self._ahead[position] is job:
+            self._queue_ahead(position + 1)
         return self.runner.result(job.key, lambda: self.execute(job))
 
     def prefetch(self, jobs: list[RunJob]) -> None:
-        self.runner.submit_all([(job.key, functools.partial(self.execute, job)) for job in jobs])
+        """Send the runs of ``jobs`` (the selected items' runs, in report
+        order) to the runner ahead of their items: a window of runs at a time,
+        topped up as items take their results, so that a session of 20,000
+        runs does not queue 20,000 of them before its first item."""
+        self._ahead = list(jobs)
+        self._ahead_at = {id(job): position for position, job in enumerate(self._ahead)}
+        self._ahead_sent = 0
+        self._queue_ahead(0)
+
+    def _queue_ahead(self, taken: int) -> None:
+        """Keep the runs after the first ``taken`` queued, a window ahead;
+        topped up by half windows, so that the runner gets batches."""
+        window = max(PREFETCH_WINDOW, PREFETCH_PER_CALL * self.options.concurrency)
+        if self._ahead_sent >= len(self._ahead) or self._ahead_sent - taken > window // 2:
+            return
+        end = min(len(self._ahead), taken + window)
+        batch = self._ahead[self._ahead_sent : end]
+        self._ahead_sent = end
+        self.runner.submit_all([(job.key, functools.partial(self.execute, job)) for job in batch])
 
     def close(self) -> None:
         if self._runner is not None:
@@ -190,8 +224,21 @@ class PromptabSession:
             self._engine.providers.close_all()
 
     # -- controller side: results ------------------------------------------
-    def add_record(self, data: dict[str, Any]) -> None:
-        record = RunRecord.from_dict(data)
+    def ship(self, record: RunRecord, *, here: bool) -> str:
+        """The ``user_properties`` value of a run: its record's compact JSON
+        text. ``here``: the controller runs the item itself (no xdist), so
+        the record is kept with its text and :meth:`add_record` takes it
+        back as it is, without parsing the text."""
+        text = record.to_json()
+        if here:
+            self._shipped[id(text)] = (text, record)
+        return text
+
+    def add_record(self, value: Any) -> None:
+        """Take in a run from its report's ``user_properties`` value: the
+        record itself when it ran here, else read from its JSON text."""
+        shipped = self._shipped.pop(id(value), None)
+        record = shipped[1] if shipped is not None and shipped[0] is value else received_record(value)
         self.records[record.file].append(record)
 
     def summarize(self, *, interrupted: bool) -> SessionSummary:

@@ -236,7 +236,10 @@ class SessionSummary:
 
 def plain(value: Any) -> Any:
     """Dataclasses as dicts, tuples as lists: JSON-ready data. Unlike
-    ``dataclasses.asdict`` it copies nothing it need not (thousands of runs)."""
+    ``dataclasses.asdict`` it copies nothing it need not (thousands of runs);
+    a run record is its own :meth:`RunRecord.to_dict`."""
+    if isinstance(value, RunRecord):
+        return value.to_dict()
     if is_dataclass(value) and not isinstance(value, type):
         return {key: plain(item) for key, item in vars(value).items()}
     if isinstance(value, (list, tuple)):
