@@ -114,10 +114,10 @@ def test_provider_identity_tells_servers_and_callables_apart() -> None:
     assert plain == cache_key(
         request, "openai", identity(type="openai", model="m", timeout_s=5, api_key_env="X", pricing=Pricing())
     )
-    # a base_url written in the file does, without credentials, case or trailing slash
+    # a base_url written in the file does, without case or trailing slash (credentials are refused at load)
     local = cache_key(request, "openai", identity(type="openai", base_url="http://localhost:11434/v1"))
     assert local != plain
-    assert local == cache_key(request, "openai", identity(type="openai", base_url="HTTP://user:pw@LocalHost:11434/v1/"))
+    assert local == cache_key(request, "openai", identity(type="openai", base_url="HTTP://LocalHost:11434/v1/"))
     assert local != cache_key(request, "openai", identity(type="openai", base_url="http://localhost:8000/v1"))
     # two local models behind python callables
     a = cache_key(request, "python", identity(type="python", callable="models.py:small"))

@@ -37,6 +37,10 @@ same prompt to another server or another local model gets its own answers.
 - Timeouts, retries, pricing and the API key's variable are not part of it:
   they do not change the answer.
 
+Lone surrogates (a provider answering ``"\\ud800"``) are stored and returned
+as U+FFFD, so that recording never fails on them and a replay gives what
+the recording session saw.
+
 Nothing secret is stored: no API key, header, host or URL, only the request
 fields listed in :func:`request_fields` and the response (text, tokens, cost,
 extra). Changing the server behind a model name set by ``$OPENAI_BASE_URL``
@@ -50,11 +54,13 @@ import json
 import os
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError, ProviderError, ReplayMissError
+from ..textsafe import clean, clean_data
 from ..workflow.schema import ProviderConfig
 from .base import Provider, ProviderRequest, ProviderResponse
 
@@ -105,7 +111,8 @@ def cache_key(request: ProviderRequest, provider_type: str, identity: dict[str, 
     if identity:
         fields["provider_identity"] = identity
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    # surrogatepass: a lone surrogate in a prompt still keys (valid text keys exactly as before)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ResponseCache:
@@ -163,8 +170,11 @@ class ResponseCache:
             ) from None
 
     def put(self, key: str, request: dict[str, Any], response: ProviderResponse) -> Path:
-        """Store one entry atomically; returns its path."""
-        entry = {
+        """Store one entry atomically; returns its path. Lone surrogates are
+        stored as U+FFFD (:func:`~pytest_promptab.textsafe.clean`): pass a
+        response cleaned the same way, so that a replay gives what the
+        recording session saw."""
+        entry = clean_data({
             "key_version": KEY_VERSION,
             "request": request,
             "response": {
@@ -174,7 +184,7 @@ class ResponseCache:
                 "cost_usd": response.cost_usd,
                 "extra": response.extra,
             },
-        }
+        })  # fmt: skip
         text = json.dumps(entry, sort_keys=True, indent=2, ensure_ascii=False, default=str) + "\n"
         path = self.path_for(key)
         try:
@@ -247,6 +257,8 @@ class CachingProvider:
                 if hit is not None:
                     return hit
             response = self._live().complete(request)
+            if isinstance(response.text, str):  # what is stored is what this session sees, as a replay will
+                response = replace(response, text=clean(response.text), extra=clean_data(response.extra))
             self.cache.put(key, request_fields(request, self.provider_type), response)
             return response
 

@@ -7,10 +7,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import ProviderError
+from ..textsafe import clean, clean_data
 from ..workflow.callables import load_callable
 from ..workflow.schema import ProviderConfig
 from .base import ProviderRequest, ProviderResponse
@@ -28,7 +30,11 @@ class PythonProvider:
             result = self._func(request)
         except Exception as exc:  # the user's function failed
             raise ProviderError(f"provider callable {self._ref} raised {type(exc).__name__}: {exc}") from exc
-        return to_response(result, self._ref).with_cost(self._pricing)
+        response = to_response(result, self._ref).with_cost(self._pricing)
+        # a lone surrogate ("\ud800") cannot be written as UTF-8: results, recordings and MLflow would fail
+        if isinstance(response.text, str):
+            response = replace(response, text=clean(response.text), extra=clean_data(response.extra))
+        return response
 
     def close(self) -> None:
         pass

@@ -15,6 +15,7 @@ settings of that provider share the same N slots.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import replace
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Hashable
 
 from ..errors import ConfigError
-from ..workflow.schema import ProviderConfig
+from ..workflow.schema import USERINFO_HINT, ProviderConfig, url_has_userinfo
 from .base import Provider, ProviderRequest, ProviderResponse
 
 ProviderFactory = Callable[[ProviderConfig, Path], Provider]
@@ -36,8 +37,15 @@ def _python_factory(config: ProviderConfig, base_dir: Path) -> Provider:
 
 
 def _openai_factory(config: ProviderConfig, base_dir: Path) -> Provider:
-    from .openai import OpenAIProvider
+    from .openai import BASE_URL_ENV, OpenAIProvider
 
+    if not config.base_url and url_has_userinfo(os.environ.get(BASE_URL_ENV) or ""):
+        # the file's own base_url is refused at load; the variable is only seen here (never shown)
+        raise ConfigError(
+            f"${BASE_URL_ENV} must not hold a user name or password (user:password@host): they would be "
+            "sent in place of the API key",
+            hint=USERINFO_HINT,
+        )
     return OpenAIProvider(config, base_dir)
 
 

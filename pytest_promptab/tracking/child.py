@@ -46,6 +46,7 @@ def run_logging(
     ``problems`` lists the registrations that failed."""
     from .log import MlflowLogError, log_session, register_prompts
 
+    summary = _text_safe(summary)
     outcome = log_session(summary, tracking_uri=tracking_uri, rootdir=rootdir, results_path=results_path)
     answer: dict[str, Any] = {
         "ok": outcome.ok,
@@ -72,6 +73,18 @@ def run_logging(
         except MlflowLogError as exc:
             answer["problems"].append(exc.message)
     return answer
+
+
+def _text_safe(summary: SessionSummary) -> SessionSummary:
+    """``summary`` with lone surrogates (a provider answering "\\ud800")
+    replaced by U+FFFD: MLflow writes tags, params and artifacts as UTF-8,
+    which cannot hold them. The summary itself when it has none."""
+    from ..textsafe import clean_data, has_surrogates
+
+    data = summary.to_dict()
+    if not has_surrogates(data):
+        return summary
+    return SessionSummary.from_dict(clean_data(data))
 
 
 def warm_up(tracking_uri: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import ConfigError
+from ..textsafe import NotText, clean_data, decode_text
 from .marked_yaml import parse_yaml
 from .schema import CaseConfig, WorkflowConfig
 
@@ -41,17 +42,23 @@ def _load_case_file(path: Path, shown: str, line: int | None) -> list[CaseConfig
     where = str(path)
     records: list[tuple[int, Any]] = []
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read cases file {where}: {exc}", path=shown, line=line) from None
+        text = decode_text(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read cases file {where}: {exc.strerror or exc}", path=shown, line=line) from None
+    except NotText as exc:
+        raise ConfigError(f"cannot read cases file: {exc}", path=where, line=exc.line,
+                          hint="save it as UTF-8 (UTF-16 and UTF-32 are read when the file starts with a BOM)") from None
     if suffix == ".jsonl":
         for number, raw in enumerate(text.splitlines(), start=1):
             if not raw.strip():
                 continue
             try:
-                records.append((number, json.loads(raw)))
+                records.append((number, clean_data(json.loads(raw, object_pairs_hook=_no_duplicates))))
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"not valid JSON: {exc.msg}", path=where, line=number) from None
+            except _DuplicateKey as exc:
+                raise ConfigError(f"duplicate key {exc.key!r} in this record", path=where, line=number,
+                                  hint="remove one of them") from None
     elif suffix == ".csv":
         reader = csv.DictReader(text.splitlines())
         for number, row in enumerate(reader, start=2):
@@ -79,6 +86,22 @@ def _load_case_file(path: Path, shown: str, line: int | None) -> list[CaseConfig
         seen[case.id] = number
         cases.append(case)
     return cases
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (json keeps the last)."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
 
 
 def _case_from_record(record: dict[str, Any], index: int, where: str, number: int) -> CaseConfig:

@@ -1,6 +1,8 @@
 """Loading workflow files: YAML with line marks, validated against the schema.
 
-``is_promptab_file`` decides cheaply which YAML files are ours.
+``is_promptab_file`` decides cheaply which YAML files are ours, and never
+raises: a file it cannot decide on (not text, hostile) is ours when it shows
+an ``ab_test:`` line, so that the load reports it as that file's failure.
 ``load_workflow`` returns a :class:`LoadedWorkflow` or raises a
 :class:`~pytest_promptab.errors.ConfigError` that names the file and line and,
 for an unknown key, the nearest valid one.
@@ -10,18 +12,26 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
+from ..textsafe import NotText, decode_text
 from .cases import load_cases
-from .marked_yaml import Loc, line_for, parse_yaml
-from .schema import CaseConfig, LocatedValueError, WorkflowConfig
+from .marked_yaml import Loc, line_for, parse_yaml, top_level_has_key
+from .schema import (
+    USERINFO_HINT,
+    USERINFO_MESSAGE,
+    CaseConfig,
+    LocatedValueError,
+    WorkflowConfig,
+    url_has_userinfo,
+)
 
 
 @dataclass
@@ -43,20 +53,44 @@ class LoadedWorkflow:
         return line_for(self.marks, tuple(loc))
 
 
+_AB_TEST_LINE = re.compile(r"^ab_test[ \t]*:", re.MULTILINE)
+
+
 def is_promptab_file(path: Path) -> bool:
     """A YAML file is ours when its top-level mapping has an ``ab_test`` key;
-    a file that does not parse is ours when a line starts with ``ab_test:``."""
+    a file that does not parse (or is not text) is ours when a line starts
+    with ``ab_test:``. Never raises: it runs in ``pytest_collect_file``,
+    where an exception would end the whole session."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        raw = path.read_bytes()
+    except OSError:
         return False
+    try:
+        return _is_promptab_bytes(raw)
+    except Exception:  # noqa: BLE001 - total by design; the load names the problem
+        return _looks_like_ab_test(raw)
+
+
+def _is_promptab_bytes(raw: bytes) -> bool:
+    try:
+        text = decode_text(raw)
+    except NotText:
+        return _looks_like_ab_test(raw)
     if "ab_test" not in text:
         return False
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return any(line.startswith("ab_test:") for line in text.splitlines())
-    return isinstance(data, dict) and "ab_test" in data
+    found = top_level_has_key(text, "ab_test")
+    if found is None:  # does not parse: ours when it says so on a line of its own
+        return bool(_AB_TEST_LINE.search(text))
+    return found
+
+
+def _looks_like_ab_test(raw: bytes) -> bool:
+    """An ``ab_test:`` line in bytes that may not be text (any ASCII-compatible
+    encoding), or in UTF-16 without a byte order mark."""
+    if re.search(rb"(?m)^ab_test[ \t]*:", raw):
+        return True
+    return any("\nab_test:".encode(enc) in raw or raw.startswith("ab_test:".encode(enc))
+               for enc in ("utf-16-le", "utf-16-be"))
 
 
 def load_workflow(path: Path, *, display: str | None = None) -> LoadedWorkflow:
@@ -67,18 +101,36 @@ def load_workflow(path: Path, *, display: str | None = None) -> LoadedWorkflow:
     except OSError as exc:
         raise ConfigError(f"cannot read the file: {exc.strerror}", path=shown) from exc
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError("the file is not UTF-8 text", path=shown) from exc
+        text = decode_text(raw)
+    except NotText as exc:
+        raise ConfigError(str(exc), path=shown, line=exc.line,
+                          hint="save it as UTF-8 (UTF-16 and UTF-32 are read when the file starts with a BOM)") from None
     data, marks = parse_yaml(text, shown)
     if not isinstance(data, dict):
         raise ConfigError("a workflow file must be a mapping (key: value) at the top level", path=shown, line=1)
+    _refuse_url_credentials(data, (), marks, shown)
     try:
         config = WorkflowConfig.model_validate(data)
     except ValidationError as exc:
         raise _schema_error(exc, marks, shown) from None
     cases = load_cases(config, path.parent, shown, marks)
     return LoadedWorkflow(path=path, config=config, cases=cases, marks=marks, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _refuse_url_credentials(data: Any, loc: Loc, marks: dict[Loc, int], shown: str) -> None:
+    """Any ``base_url`` (the provider's, a node's, a variant's, a check's)
+    with a user name or password in it, before validation: pydantic's errors
+    would repeat the value, and this one must never be printed."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "base_url" and isinstance(value, str) and url_has_userinfo(value):
+                where = _dotted(loc + (key,))
+                raise ConfigError(f"{where}: {USERINFO_MESSAGE}", path=shown, line=line_for(marks, loc + (key,)),
+                                  hint=USERINFO_HINT)
+            _refuse_url_credentials(value, loc + (key,), marks, shown)
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            _refuse_url_credentials(item, loc + (index,), marks, shown)
 
 
 def _schema_error(exc: ValidationError, marks: dict[Loc, int], shown: str) -> ConfigError:

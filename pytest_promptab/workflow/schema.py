@@ -61,6 +61,20 @@ class RetryConfig(_Model):
     backoff_max_s: float = Field(30.0, ge=0)
 
 
+USERINFO_MESSAGE = (
+    "base_url must not hold a user name or password (user:password@host): they would be sent "
+    "in place of the API key, and shown wherever the URL is"
+)
+USERINFO_HINT = "remove them from the URL; put the key in an environment variable and name it with api_key_env"
+
+
+def url_has_userinfo(url: str) -> bool:
+    """True when ``url`` has a ``user[:password]@`` part before its host."""
+    rest = url.strip().partition("://")[2] if "://" in url else url.strip().removeprefix("//")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return "@" in authority
+
+
 class ProviderConfig(_Model):
     """Where a node's prompt is sent."""
 
@@ -76,6 +90,13 @@ class ProviderConfig(_Model):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     options: dict[str, Any] = Field(default_factory=dict)
     """Free-form options for provider types registered by other plugins."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_userinfo(cls, value: str | None) -> str | None:
+        if value is not None and url_has_userinfo(value):
+            raise ValueError(USERINFO_MESSAGE)  # never the URL itself: it holds the password
+        return value
 
     @model_validator(mode="after")
     def _python_needs_callable(self) -> ProviderConfig:

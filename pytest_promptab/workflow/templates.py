@@ -1,10 +1,20 @@
 """Prompt templates: Jinja2 (``{{ name }}``, MLflow's prompt syntax) rendered
-in a sandbox with strict undefined, compiled once per distinct source."""
+in a sandbox with strict undefined, compiled once per distinct source.
+
+Rendering is bounded, so a template can fail its run but never hang the
+session or fill its memory: a ``range`` holds at most :data:`MAX_RANGE`
+items and one render iterates over at most :data:`MAX_ITERATIONS` of them in
+all (nested loops multiply), ``*`` and ``**`` cannot build a value beyond
+:data:`MAX_OUTPUT` characters, the output stops at :data:`MAX_OUTPUT`
+characters, and a render stops after :data:`MAX_RENDER_S` seconds.
+"""
 
 from __future__ import annotations
 
 import re
 import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import jinja2
@@ -14,12 +24,102 @@ from jinja2.sandbox import SandboxedEnvironment
 from ..errors import TemplateError
 from .textline import line_in_value
 
+MAX_RANGE = 100_000
+"""Items one ``range(...)`` may hold."""
+MAX_ITERATIONS = 1_000_000
+"""``range`` items one render may iterate over, all loops together."""
+MAX_OUTPUT = 2_000_000
+"""Characters one render may produce (a prompt far beyond any context window)."""
+MAX_RENDER_S = 10.0
+"""Seconds one render may take."""
+_HINT = "bound the template's loops and repetitions; a prompt never needs that much"
+
+
+class RenderLimit(Exception):
+    """A bound of rendering was reached; the message says which."""
+
+
+class _Budget(threading.local):
+    iterations = 0
+    deadline = float("inf")
+
+    def start(self) -> None:
+        self.iterations = 0
+        self.deadline = time.monotonic() + MAX_RENDER_S
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise RenderLimit(f"rendering took longer than {MAX_RENDER_S:g} s")
+
+
+_budget = _Budget()
+
+
+class _BoundedRange:
+    """``range`` for templates: its iteration counts against the render's budget."""
+
+    def __init__(self, rng: range) -> None:
+        self._range = rng
+
+    def __iter__(self) -> Iterator[int]:
+        budget = _budget
+        for count, value in enumerate(self._range):
+            budget.iterations += 1
+            if budget.iterations > MAX_ITERATIONS:
+                raise RenderLimit(f"the template's loops ran more than {MAX_ITERATIONS:,} times")
+            if not count & 1023:
+                budget.check_time()
+            yield value
+
+    def __len__(self) -> int:
+        return len(self._range)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._range[index]
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._range
+
+    def __reversed__(self) -> Iterator[int]:
+        return iter(_BoundedRange(self._range[::-1]))
+
+
+def _bounded_range(*args: int) -> _BoundedRange:
+    rng = range(*args)
+    if len(rng) > MAX_RANGE:
+        raise RenderLimit(f"range() of {len(rng):,} items: templates allow at most {MAX_RANGE:,}")
+    return _BoundedRange(rng)
+
+
+class BoundedSandbox(SandboxedEnvironment):
+    """The sandbox with bounds on ``range``, ``*``, ``**`` and time."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.globals["range"] = _bounded_range
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_OUTPUT:
+                    raise RenderLimit(f"'*' would build a value of more than {MAX_OUTPUT:,} items")
+        elif (operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1
+              and right * abs(left).bit_length() > 4096):  # fmt: skip
+            raise RenderLimit("'**' would build a number of more than 4096 bits")
+        return super().call_binop(context, operator, left, right)
+
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        _budget.check_time()
+        return super().call(context, obj, *args, **kwargs)
+
 
 class TemplateRenderer:
     """Compiles and renders templates; thread-safe, caches compiled sources."""
 
     def __init__(self) -> None:
-        self._env = SandboxedEnvironment(
+        self._env = BoundedSandbox(
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=False,
@@ -72,7 +172,9 @@ class TemplateRenderer:
             return source
         template = self._compile(source, where, path, line)
         try:
-            return template.render(scope)
+            return _render_bounded(template, scope)
+        except RenderLimit as exc:
+            raise TemplateError(f"{where}: {exc}", path=path, line=line, hint=_HINT) from None
         except jinja2.UndefinedError as exc:
             names = ", ".join(sorted(k for k in scope if not k.startswith("_")))
             missing = re.match(r"'([^']+)' is undefined", exc.message or "")
@@ -113,6 +215,21 @@ class TemplateRenderer:
             line=line_in_value(source, line, index=index, needle=needle),
             hint="templates use Jinja2 syntax: {{ name }}; write {{ '{{' }} for a literal '{{'",
         )
+
+
+def _render_bounded(template: jinja2.Template, scope: dict[str, Any]) -> str:
+    """``template.render(scope)``, chunk by chunk within the bounds."""
+    _budget.start()
+    parts: list[str] = []
+    size = 0
+    for chunk in template.generate(scope):
+        size += len(chunk)
+        if size > MAX_OUTPUT:
+            raise RenderLimit(f"the template renders more than {MAX_OUTPUT:,} characters")
+        parts.append(chunk)
+        if len(parts) & 1023 == 0:
+            _budget.check_time()
+    return "".join(parts)
 
 
 def _expected_key(node: nodes.Node) -> str | None:
