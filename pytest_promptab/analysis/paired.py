@@ -185,12 +185,12 @@ def detectable_difference(units: int, sd: float, alpha: float, challengers: int,
     at ``alpha`` (Bonferroni level ``alpha / challengers``, the first Holm
     step), by the paired t approximation: ``(t_{1-a/2} + t_power) * sd / sqrt(n)``.
     ``None`` when the design can never reach significance."""
-    from scipy import stats as sps
+    from .quantiles import t_ppf
 
     m = max(1, challengers)
     if units < 2 or m * min_p_value(units) >= alpha:
         return None
     level = alpha / m
     df = units - 1
-    factor = float(sps.t.ppf(1 - level / 2, df) + sps.t.ppf(power, df))
+    factor = t_ppf(1 - level / 2, df) + t_ppf(power, df)
     return factor * sd / math.sqrt(units)

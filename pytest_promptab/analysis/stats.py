@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from scipy import stats as sps
 
 from ..run.records import RunRecord
 from ..workflow.schema import ObjectiveConfig
 from . import paired
+from .quantiles import norm_ppf, t_ppf
 from .summary import Comparison, VariantSummary
 
 CONFIDENCE = 0.95
@@ -95,7 +95,7 @@ def aggregate(runs: Sequence[RunRecord]) -> dict[str, dict[str, float]]:
 def _z(confidence: float) -> float:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
-    return float(sps.norm.ppf(1 - (1 - confidence) / 2))
+    return norm_ppf(1 - (1 - confidence) / 2)
 
 
 def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -158,7 +158,7 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
         return None
     mean = math.fsum(xs) / n
     sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
-    half = float(sps.t.ppf(1 - (1 - confidence) / 2, n - 1)) * sd / math.sqrt(n)
+    half = t_ppf(1 - (1 - confidence) / 2, n - 1) * sd / math.sqrt(n)
     return (mean - half, mean + half)
 
 
@@ -213,7 +213,7 @@ def variant_interval(variant: VariantSummary, metric: str, confidence: float) ->
     n, mean, sd = int(agg.get("n", 0)), agg.get("mean"), agg.get("std")
     if n < 2 or mean is None or sd is None:
         return None
-    half = float(sps.t.ppf(1 - (1 - confidence) / 2, n - 1)) * sd / math.sqrt(n)
+    half = t_ppf(1 - (1 - confidence) / 2, n - 1) * sd / math.sqrt(n)
     return (mean - half, mean + half)
 
 
