@@ -25,6 +25,7 @@ from ..workflow.loader import LoadedWorkflow
 from ..workflow.schema import CaseConfig, CheckConfig, ProviderConfig
 from ..workflow.templates import TemplateRenderer
 from ..workflow.variants import ResolvedNode, merge, resolve_nodes
+from .outputs import for_record
 from .records import CheckResult, RunRecord
 
 ProviderWrapper = Callable[[Callable[[], Provider], ProviderConfig], Provider]
@@ -134,7 +135,7 @@ class Engine:
                 if node.parse == "json":
                     output = parse_json_output(response.text, node.id, display, node.prompt_line)
                 scope[node.output_key] = output
-                record.outputs[node.output_key] = output
+                record.outputs[node.output_key] = for_record(output)  # the checks see it whole
             metrics["latency_ms"] = (time.perf_counter() - started - queued) * 1000.0
             current = None
             record.checks = self._run_checks(loaded, display, nodes, scope, case.id)
