@@ -21,6 +21,7 @@ KEY_PREFIX_MIN = 8
 
 _KEYLIKE = re.compile(r"\b(sk|gsk|xai|pk|rk)-[A-Za-z0-9_\-*.]{8,}")
 _BEARER = re.compile(r"(?i)\bbearer\s+\S+")
+_MASKED_TAIL = re.compile(r"(?:\*{2,}|\.{3,}|…)([A-Za-z0-9_\-]{0,8})")
 _HEX = re.compile(r"\b[0-9a-fA-F]{32,}\b")
 _ASSIGNED = re.compile(
     r"(?i)\b((?:api[_-]?)?key|token|access[_-]?token|secret|password|passwd|sig|signature|auth)"
@@ -72,6 +73,9 @@ def _without_key(text: str, key: str) -> str:
         end = found + KEY_PREFIX_MIN
         while end - found < len(key) and end < len(text) and text[end] == key[end - found]:
             end += 1
+        masked = _MASKED_TAIL.match(text, end)  # "abcd1234****wxyz": the key as consoles mask it
+        if masked and key.endswith(masked.group(1)):
+            end = masked.end()
         out.append(text[position:found])
         out.append(REDACTED)
         position = end
