@@ -22,7 +22,7 @@ KEY_PREFIX_MIN = 8
 _KEYLIKE = re.compile(r"\b(sk|gsk|xai|pk|rk)-[A-Za-z0-9_\-*.]{8,}")
 _BEARER = re.compile(r"(?i)\bbearer\s+\S+")
 _MASKED_TAIL = re.compile(r"(?:\*{2,}|\.{3,}|…)([A-Za-z0-9_\-]{0,8})")
-_HEX = re.compile(r"\b[0-9a-fA-F]{32,}\b")
+_HEX = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{32,}(?![0-9a-fA-F])")
 _ASSIGNED = re.compile(
     r"(?i)\b((?:api[_-]?)?key|token|access[_-]?token|secret|password|passwd|sig|signature|auth)"
     r"(\s*[=:]\s*[\"']?)[A-Za-z0-9+/_\-.=~%]{16,}"
