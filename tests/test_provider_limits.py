@@ -15,7 +15,11 @@ import pytest
 
 from pytest_promptab.errors import ProviderError
 from pytest_promptab.providers.redact import scrub, scrub_and_clip
-from pytest_promptab.providers.transport import PooledTransport, TransportError, _decoded
+from pytest_promptab.providers.transport import (
+    PooledTransport,
+    TransportError,
+    _decoded,
+)
 from pytest_promptab.run.outputs import MAX_OUTPUT_CHARS, for_record
 from pytest_promptab.workflow.schema import ProviderConfig, RetryConfig
 from tests.fake_openai import FakeOpenAI, dribble, echoing_key, flood, malformed, ok
@@ -189,10 +193,9 @@ def test_a_dribbling_server_fails_the_item_end_to_end(pytester: pytest.Pytester,
                          retry="{max_attempts: 2, backoff_initial_s: 0.01, backoff_max_s: 0.01}"))
     result = run(pytester, "-rf")
     assert result.parseoutcomes() == {"failed": 1}
-    result.stdout.fnmatch_lines([
-        "node 'answer': openai provider (model 'fake-model'): gave up after 2 attempts over *; "
-        "last error: the attempt exceeded provider.timeout_s (1 s, *",
-    ])
+    expected = ("node 'answer': openai provider (model 'fake-model'): gave up after 2 attempts over *; "
+                "last error: the attempt exceeded provider.timeout_s (1 s, *")
+    result.stdout.fnmatch_lines([expected])
     assert len(fake_openai.completions) == 2
 
 
@@ -237,10 +240,9 @@ def test_a_flood_fails_the_item_and_results_stay_small(pytester: pytest.Pytester
     write(pytester, flow(fake_openai.base_url, runs=1, cases=("alpha",), variant=False))
     result = run(pytester, "-rf", "--junitxml=junit.xml")
     assert result.parseoutcomes() == {"failed": 1}
-    result.stdout.fnmatch_lines(
-        ["node 'answer': openai provider (model 'fake-model'): the answer is larger than "
-         "provider.max_response_bytes (10000000 bytes)*"]
-    )
+    expected = ("node 'answer': openai provider (model 'fake-model'): the answer is larger than "
+                "provider.max_response_bytes (10000000 bytes)*")
+    result.stdout.fnmatch_lines([expected])
     assert len(fake_openai.completions) == 1
     for name in (".promptab/results.json", "junit.xml"):
         assert (pytester.path / name).stat().st_size < 100_000, name

@@ -150,8 +150,8 @@ class OpenAIProvider:
                 ) from None
             if exc.kind == "too_large":
                 raise ProviderError(
-                    f"{what}: the answer is larger than provider.max_response_bytes ({limit} bytes): "
-                    f"{detail}; the run fails without a retry",
+                    f"{what}: the answer is larger than provider.max_response_bytes ({limit} bytes; {detail}): "
+                    "the run fails without a retry",
                     hint="raise provider.max_response_bytes if answers this large are expected, "
                     "or lower max_tokens",
                 ) from None

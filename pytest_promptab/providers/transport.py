@@ -302,7 +302,7 @@ def read_body(chunks: Iterable[bytes], *, deadline: float | None = None, max_byt
     for chunk in chunks:
         size += len(chunk)
         if max_bytes is not None and size > max_bytes:
-            raise TransportError("too_large", "ResponseTooLarge", f"the answer is over {max_bytes} bytes")
+            raise TransportError("too_large", "ResponseTooLarge", f"stopped reading after {size} bytes")
         if deadline is not None and time.monotonic() > deadline:
             raise TransportError("timeout", "ReadTimeout", "the attempt's deadline passed while reading the answer")
         parts.append(chunk)
@@ -318,7 +318,7 @@ def check_length(headers: dict[str, str], max_bytes: int | None) -> None:
     except ValueError:
         return
     if declared > max_bytes:
-        raise TransportError("too_large", "ResponseTooLarge", f"the answer announces {declared} bytes, over {max_bytes}")
+        raise TransportError("too_large", "ResponseTooLarge", f"it announces {declared} bytes (Content-Length)")
 
 
 def _httpx_error(httpx: Any, exc: Exception) -> TransportError:
@@ -376,7 +376,7 @@ def _inflate(content: bytes, wbits: int, max_bytes: int | None) -> bytes:
     inflater = zlib.decompressobj(wbits)
     out = inflater.decompress(content) if max_bytes is None else inflater.decompress(content, max_bytes + 1)
     if max_bytes is not None and len(out) > max_bytes:
-        raise TransportError("too_large", "ResponseTooLarge", f"the answer decompresses to over {max_bytes} bytes")
+        raise TransportError("too_large", "ResponseTooLarge", "it decompresses to more")
     if not inflater.eof:
         raise zlib.error("incomplete or truncated stream")
     return out
