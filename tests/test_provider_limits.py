@@ -208,7 +208,7 @@ def test_a_flood_fails_at_once_naming_max_response_bytes(fake_openai: FakeOpenAI
     provider = make_provider(fake_openai.base_url, max_response_bytes=1_000_000)
     with pytest.raises(ProviderError) as info:
         provider.complete(make_request())
-    assert "the answer is larger than provider.max_response_bytes (1000000 bytes)" in str(info.value)
+    assert "the answer is larger than provider.max_response_bytes (1000000 bytes; " in str(info.value)
     assert "without a retry" in str(info.value) and "max_response_bytes" in (info.value.hint or "")
     assert len(fake_openai.completions) == 1  # not retried
     provider.close()
@@ -241,7 +241,7 @@ def test_a_flood_fails_the_item_and_results_stay_small(pytester: pytest.Pytester
     result = run(pytester, "-rf", "--junitxml=junit.xml")
     assert result.parseoutcomes() == {"failed": 1}
     expected = ("node 'answer': openai provider (model 'fake-model'): the answer is larger than "
-                "provider.max_response_bytes (10000000 bytes)*")
+                "provider.max_response_bytes (10000000 bytes; *")
     result.stdout.fnmatch_lines([expected])
     assert len(fake_openai.completions) == 1
     for name in (".promptab/results.json", "junit.xml"):
