@@ -7,8 +7,9 @@ usage counted in words, so tests can assert on what came back. Tests script
 what the next requests get, in order, with the reply helpers below (429
 with or without ``Retry-After``, exhausted quota, 500, 503, 401, 404, an
 answer slower than the client's timeout, a dropped connection, malformed
-JSON, a missing ``usage``), and read what the server received in
-``.requests``.
+JSON, a missing ``usage``, an answer dribbled a byte at a time, a flood of
+hundreds of megabytes streamed from a generator), and read what the server
+received in ``.requests``.
 
 It is loaded for the whole suite as a pytest plugin (``pytest_plugins`` in
 ``tests/conftest.py``), so tests just ask for the fixture::
@@ -41,7 +42,7 @@ class Reply:
     """What the server does with one request."""
 
     kind: str = "ok"
-    """ok, error, drop, malformed."""
+    """ok, error, drop, malformed, dribble, flood."""
     status: int = 200
     text: str | None = None
     """The answer's content; None: the default (echo) answer."""
@@ -51,6 +52,14 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     """Wait before answering (on top of the server's ``delay_s``)."""
+    interval_s: float = 0.0
+    """dribble: the pause between two bytes."""
+    size: int = 0
+    """flood: the body's size in bytes."""
+    declare_length: bool = True
+    """flood: send ``Content-Length`` (else the body ends when the connection closes)."""
+    head_too: bool = False
+    """dribble: the status line and headers are dribbled too."""
 
 
 def ok(text: str | None = None, *, delay_s: float = 0.0) -> Reply:
@@ -114,6 +123,27 @@ def drop() -> Reply:
 def malformed(body: str = '{"id": "chatcmpl-1", "choices": [') -> Reply:
     """200 with a body that is not JSON."""
     return Reply(kind="malformed", body=body)
+
+
+def dribble(interval_s: float = 0.5, text: str = "slowly", *, head_too: bool = False) -> Reply:
+    """A valid answer sent one byte every ``interval_s`` (the body only, or
+    the status line and headers too): each read gets a byte well within a
+    per-read timeout, and the whole answer takes minutes."""
+    return Reply(kind="dribble", text=text, interval_s=interval_s, head_too=head_too)
+
+
+def flood(size: int = 200_000_000, *, declare_length: bool = True) -> Reply:
+    """A 200 whose body is ``size`` bytes of one answer's content, written in
+    64 KB pieces from a generator (never held in memory), with or without a
+    ``Content-Length``."""
+    return Reply(kind="flood", size=size, declare_length=declare_length)
+
+
+def echoing_key(key: str, *, status: int = 500, after: int = 255) -> Reply:
+    """An error whose message quotes ``key`` after ``after`` characters of
+    text: past a cut at 300, a key there would be cut in two."""
+    filler = ("upstream request failed; " * 20)[:after]
+    return error(status, f"{filler}api key {key} rejected by upstream")
 
 
 @dataclass
@@ -258,6 +288,12 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.kind == "error":
             self._send(reply.status, reply.body, headers=reply.headers)
             return
+        if reply.kind == "flood":
+            self._flood(reply.size, reply.declare_length)
+            return
+        if reply.kind == "dribble":
+            self._dribble(reply, fake._text(body, reply), wake)
+            return
         text = fake._text(body, reply)
         answer: dict[str, Any] = {
             "id": f"chatcmpl-{len(fake.requests)}",
@@ -291,6 +327,49 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:  # the client gave up (timeout): nothing to tell it
             self.close_connection = True
+
+    def _flood(self, size: int, declare_length: bool) -> None:
+        head = b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": "'
+        tail = b'"}, "finish_reason": "stop"}]}'
+        piece = b"x" * 65536
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if declare_length:
+                self.send_header("Content-Length", str(size))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(head)
+            left = size - len(head) - len(tail)
+            while left > 0:
+                chunk = piece if left >= len(piece) else piece[:left]
+                self.wfile.write(chunk)
+                left -= len(chunk)
+            self.wfile.write(tail)
+            self.wfile.flush()
+        except OSError:  # the client stopped reading
+            pass
+
+    def _dribble(self, reply: Reply, text: str, wake: threading.Event) -> None:
+        body = json.dumps(
+            {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+        ).encode("utf-8")
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n").encode("ascii")
+        self.close_connection = True
+        try:
+            if not reply.head_too:
+                self.wfile.write(head)
+                self.wfile.flush()
+                head = b""
+            for byte in head + body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                if wake.wait(reply.interval_s):  # reset: stop
+                    return
+        except OSError:  # the client gave up
+            pass
 
     def _drop(self) -> None:
         self.close_connection = True

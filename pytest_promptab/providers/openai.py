@@ -11,7 +11,12 @@ each attempt is one ``Transport.send``. Transient failures are retried by
 Secrets: the API key is read from the environment variable named by
 ``api_key_env`` and only ever put in the ``Authorization`` header. Error
 messages never contain the key, the server's host or URL credentials:
-everything taken from the server or from the transport passes through a scrubber.
+everything taken from the server or from the transport passes through
+:func:`.redact.scrub_and_clip` (scrubbed first, cut after).
+
+Bounds: each attempt gets ``provider.timeout_s`` as a whole (or what is left
+of ``provider.retry.max_total_s``, when less), and an answer over
+``provider.max_response_bytes`` fails the run at once, without a retry.
 This module imports httpcore (httpx only for https or a proxy), so it is
 only imported when an ``openai`` provider is used (see :mod:`.registry`).
 """
@@ -20,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import ssl
 import threading
 import time
@@ -32,6 +36,7 @@ from .. import __version__
 from ..errors import ConfigError, ProviderError
 from ..workflow.schema import ProviderConfig
 from .base import ProviderRequest, ProviderResponse
+from .redact import REDACTED, scrub_and_clip
 from .retry import (
     TransientFailure,
     is_retryable_status,
@@ -45,9 +50,12 @@ DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 USER_AGENT = f"pytest-promptab/{__version__}"
 
-_MESSAGE_LIMIT = 300
-_KEYLIKE = re.compile(r"\b(sk|gsk|xai)-[A-Za-z0-9_\-*.]{8,}")
-_BEARER = re.compile(r"(?i)\bbearer\s+\S+")
+MESSAGE_LIMIT = 300
+"""Longest server message kept in an error (after scrubbing)."""
+SNIPPET_LIMIT = 80
+"""Longest quote of a malformed 200 kept in an error."""
+FIELD_LIMIT = 200
+"""Longest ``model`` kept in a run's ``extra``; ``refusal`` keeps MESSAGE_LIMIT."""
 
 
 class OpenAIProvider:
@@ -106,7 +114,7 @@ class OpenAIProvider:
                 hint="settings must be JSON values: no NaN or infinity, no objects YAML cannot write as JSON",
             ) from None
         response = run_with_retries(
-            lambda: self._attempt(body, what),
+            lambda time_left: self._attempt(body, what, time_left),
             self.config.retry,
             what=what,
             sleep=self.sleep,
@@ -122,14 +130,30 @@ class OpenAIProvider:
 
     # -- one attempt -------------------------------------------------------
 
-    def _attempt(self, body: bytes, what: str) -> ProviderResponse:
+    def _attempt(self, body: bytes, what: str, time_left: float) -> ProviderResponse:
+        """One attempt, given ``time_left`` of the retry policy's total time."""
+        timeout_s = self.config.timeout_s
+        limit = self.config.max_response_bytes
         try:
-            answer = self._transport.send(self._url, self._headers, body, self.config.timeout_s)
+            answer = self._transport.send(self._url, self._headers, body, min(timeout_s, time_left), limit)
         except TransportError as exc:
             detail = self._scrub(exc.message)
             if exc.kind == "timeout":
+                if time_left < timeout_s:
+                    raise TransientFailure(
+                        f"the attempt was stopped after {time_left:.1f} s, when provider.retry.max_total_s "
+                        f"ran out, before the answer was complete ({exc.name})"
+                    ) from None
                 raise TransientFailure(
-                    f"no answer within {self.config.timeout_s:g} s (provider.timeout_s; {exc.name})"
+                    f"the attempt exceeded provider.timeout_s ({timeout_s:g} s, for connecting, sending and the "
+                    f"whole answer) before the answer was complete ({exc.name})"
+                ) from None
+            if exc.kind == "too_large":
+                raise ProviderError(
+                    f"{what}: the answer is larger than provider.max_response_bytes ({limit} bytes; {detail}): "
+                    "the run fails without a retry",
+                    hint="raise provider.max_response_bytes if answers this large are expected, "
+                    "or lower max_tokens",
                 ) from None
             if exc.kind == "disconnected":
                 raise TransientFailure(
@@ -154,7 +178,7 @@ class OpenAIProvider:
         if answer.reason:
             cause += f" {answer.reason}"
         if message:
-            cause += f": {self._scrub(message)}"
+            cause += f": {self._scrub(message, MESSAGE_LIMIT)}"
         if is_retryable_status(status, code):
             raise TransientFailure(cause, status=status, retry_after=parse_retry_after(answer.headers))
         raise ProviderError(f"{what}: {cause}", status=status, hint=self._hint(status, code))
@@ -181,7 +205,7 @@ class OpenAIProvider:
         try:
             data = json.loads(answer.content)
         except (ValueError, UnicodeDecodeError):
-            snippet = self._scrub(answer.text[:80]) if answer.content else "an empty body"
+            snippet = self._scrub(answer.text, SNIPPET_LIMIT) if answer.content else "an empty body"
             raise TransientFailure(f"the server answered 200 with malformed JSON ({snippet!r})", status=200) from None
         if not isinstance(data, dict):
             raise TransientFailure("the server answered 200 with JSON that is not an object", status=200)
@@ -191,7 +215,7 @@ class OpenAIProvider:
             if isinstance(error, dict) and error.get("message"):
                 # some gateways (e.g. OpenRouter) report upstream errors inside a 200
                 status = error.get("code") if isinstance(error.get("code"), int) else None
-                cause = f"the server answered 200 with an error: {self._scrub(str(error['message']))[:_MESSAGE_LIMIT]}"
+                cause = f"the server answered 200 with an error: {self._scrub(str(error['message']), MESSAGE_LIMIT)}"
                 if status is not None and not is_retryable_status(status):
                     raise ProviderError(f"openai provider: {cause}", status=status)
                 raise TransientFailure(cause, status=status)
@@ -203,15 +227,17 @@ class OpenAIProvider:
         if isinstance(content, list):  # content parts
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         text = content if isinstance(content, str) else ""
+        if self._api_key and len(self._api_key) >= 8 and self._api_key in text:  # an answer echoing the key
+            text = text.replace(self._api_key, REDACTED)
         raw_usage = data.get("usage")
         usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
         extra: dict[str, Any] = {}
         if choice.get("finish_reason") is not None:
-            extra["finish_reason"] = str(choice["finish_reason"])
+            extra["finish_reason"] = self._scrub(str(choice["finish_reason"]), FIELD_LIMIT)
         if isinstance(data.get("model"), str):
-            extra["model"] = data["model"]
+            extra["model"] = self._scrub(data["model"], FIELD_LIMIT)
         if isinstance(message.get("refusal"), str) and message["refusal"]:
-            extra["refusal"] = message["refusal"][:_MESSAGE_LIMIT]
+            extra["refusal"] = self._scrub(message["refusal"], MESSAGE_LIMIT)
         return ProviderResponse(
             text=text,
             tokens_in=_int_or_none(usage.get("prompt_tokens")),
@@ -219,18 +245,9 @@ class OpenAIProvider:
             extra=extra,
         )
 
-    def _scrub(self, text: str) -> str:
-        return scrub(text, self._secrets)
-
-
-def scrub(text: str, secrets: list[str]) -> str:
-    """``text`` without any of ``secrets`` (longest first), key-like tokens
-    (``sk-...``) or bearer credentials."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    text = _BEARER.sub("Bearer <redacted>", text)
-    return _KEYLIKE.sub(lambda m: f"{m.group(1)}-<redacted>", text)
+    def _scrub(self, text: str, limit: int = MESSAGE_LIMIT) -> str:
+        """Scrubbed, then cut to ``limit``: the one way a server's text enters a report."""
+        return scrub_and_clip(text, limit, self._secrets, key=self._api_key)
 
 
 def _secret_strings(api_key: str | None, base_url: str, url: Endpoint) -> list[str]:
@@ -239,11 +256,8 @@ def _secret_strings(api_key: str | None, base_url: str, url: Endpoint) -> list[s
     parsed = urlsplit(base_url.strip())
     candidates = [base_url, url.url, url.host, url.host_header, parsed.hostname, parsed.netloc,
                   parsed.username, parsed.password]
-    # short strings would mangle ordinary words; the key is removed whatever its length
-    found = [s for s in candidates if s and len(s) >= 4]
-    if api_key:
-        found.append(api_key)
-    return found
+    # short strings would mangle ordinary words; the key (passed apart) is removed whatever its length
+    return [s for s in candidates if s and len(s) >= 4]
 
 
 _ssl_lock = threading.Lock()
@@ -282,12 +296,13 @@ def _endpoint(base_url: str) -> Endpoint:
 
 def _error_details(answer: Answer) -> tuple[str | None, str | None]:
     """The provider's own error message and code, from an OpenAI-style body
-    ``{"error": {"message": ..., "code"/"type": ...}}`` or a plain text body."""
+    ``{"error": {"message": ..., "code"/"type": ...}}`` or a plain text body;
+    uncut and unscrubbed (the caller scrubs, then cuts)."""
     try:
         body = json.loads(answer.content)
     except (ValueError, UnicodeDecodeError):
         text = answer.text.strip() if answer.content else ""
-        return (text[:_MESSAGE_LIMIT] or None), None
+        return (text or None), None
     message: Any = None
     code: Any = None
     if isinstance(body, dict):
@@ -303,7 +318,7 @@ def _error_details(answer: Answer) -> tuple[str | None, str | None]:
             message = body.get("message") or body.get("detail")
     if message is not None and not isinstance(message, str):
         message = json.dumps(message)
-    return (message[:_MESSAGE_LIMIT] if message else None), (str(code) if code is not None else None)
+    return (message or None), (str(code) if code is not None else None)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -6,7 +6,8 @@ when to give up (``provider.retry.max_attempts`` and ``max_total_s``). The
 clock, the sleep and the random source are parameters, so the policy is
 tested without waiting and without a network.
 
-A provider wraps one attempt in a function that returns the response, raises
+A provider wraps one attempt in a function of the seconds left of
+``max_total_s`` (the attempt must not take longer) that returns the response, raises
 :class:`TransientFailure` for what may succeed later (429, 5xx, timeouts,
 dropped connections, a garbled 200), or raises
 :class:`~pytest_promptab.errors.ProviderError` for what never will (400, 401,
@@ -105,7 +106,7 @@ def backoff_delay(attempt: int, config: RetryConfig, rand: Callable[[], float] =
 
 
 def run_with_retries(
-    attempt_fn: Callable[[], T],
+    attempt_fn: Callable[[float], T],
     config: RetryConfig,
     *,
     what: str,
@@ -113,13 +114,15 @@ def run_with_retries(
     clock: Callable[[], float] = time.monotonic,
     rand: Callable[[], float] = random.random,
 ) -> T:
-    """Call ``attempt_fn`` until it returns, raises a permanent error, or the
-    budget is spent; then raise a :class:`ProviderError` that says how many
-    attempts over how long and what the last failure was.
+    """Call ``attempt_fn(time_left)`` until it returns, raises a permanent
+    error, or the budget is spent; then raise a :class:`ProviderError` that
+    says how many attempts over how long and what the last failure was.
 
-    No attempt starts after ``max_total_s``: a backoff wait is cut short to
-    fit the budget, and when the server's ``Retry-After`` asks for more time
-    than is left, promptab gives up at once rather than retry too early.
+    ``max_total_s`` bounds the whole, attempts included: each attempt is
+    given the seconds left of it (``time_left``, which the provider uses to
+    cut its own per-attempt timeout), and when the next wait, a backoff or the
+    server's ``Retry-After``, would use up what is left, promptab gives up at
+    once rather than wait for an attempt that has no time to succeed.
     ``what`` names the provider in the error (e.g. ``openai provider (model
     'gpt-4o-mini')``).
     """
@@ -127,10 +130,11 @@ def run_with_retries(
     attempts = 0
     last: TransientFailure | None = None
     reason = ""
+    time_left = config.max_total_s
     while True:
         attempts += 1
         try:
-            return attempt_fn()
+            return attempt_fn(time_left)
         except TransientFailure as failure:
             last = failure
         elapsed = clock() - start
@@ -142,7 +146,7 @@ def run_with_retries(
             reason = f"provider.retry.max_total_s ({_secs(config.max_total_s)}) is spent"
             break
         if last.retry_after is not None:
-            if last.retry_after > remaining:
+            if last.retry_after >= remaining:
                 reason = (
                     f"the server asked to retry after {_secs(last.retry_after)} (Retry-After), "
                     f"more than the {_secs(remaining)} left of provider.retry.max_total_s"
@@ -150,9 +154,19 @@ def run_with_retries(
                 break
             delay = last.retry_after
         else:
-            delay = min(backoff_delay(attempts, config, rand), remaining)
+            delay = backoff_delay(attempts, config, rand)
+            if delay >= remaining:
+                reason = (
+                    f"the next wait ({_secs(delay)}) would use up the {_secs(remaining)} left of "
+                    f"provider.retry.max_total_s ({_secs(config.max_total_s)})"
+                )
+                break
         if delay > 0:
             sleep(delay)
+        time_left = config.max_total_s - (clock() - start)
+        if time_left <= 0:
+            reason = f"provider.retry.max_total_s ({_secs(config.max_total_s)}) is spent"
+            break
     elapsed = clock() - start
     plural = "attempt" if attempts == 1 else "attempts"
     raise ProviderError(

@@ -7,8 +7,13 @@ which applies them and ``NO_PROXY``). Both take an :class:`Endpoint`, headers
 and the encoded body, and return an :class:`Answer` with the whole body, or
 raise a :class:`TransportError` whose kind says what went wrong (a timeout, a
 dropped connection, another network error, a setup that can never work).
-Both transports read the body through :func:`read_body`, chunk by chunk:
-the place for a per-attempt deadline or a size limit.
+Both transports read the body through :func:`read_body`, chunk by chunk,
+which enforces the size limit (``max_bytes``) and the attempt's deadline.
+
+One attempt is bounded as a whole by ``timeout_s``: :meth:`Transport.send`
+sets a deadline for the calling thread, and the network streams of
+:mod:`.deadline` (under httpcore's connections and httpx's pools) give every
+connect, TLS handshake, write and read only the time left of it.
 
 Why not httpx's client and pool (measured with
 ``benchmarks/bench_concurrency.py --profile``): httpcore's ``ConnectionPool``
@@ -36,6 +41,7 @@ import os
 import ssl
 import sys
 import threading
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol
@@ -43,8 +49,11 @@ from urllib.parse import SplitResult, quote
 
 import httpcore
 
+from .deadline import DEADLINE_BACKEND, attempt_deadline, use_deadline_backend
+
 KEEPALIVE_EXPIRY_S = 5.0
 """An idle connection unused for this long is closed (httpx's default)."""
+
 
 
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
@@ -52,10 +61,12 @@ _QUERY_SAFE = _PATH_SAFE + "?"
 
 
 class TransportError(Exception):
-    """One attempt failed below HTTP. ``kind``: ``timeout``, ``disconnected``
-    (the server closed the connection without a valid answer), ``network``
-    (refused, reset, DNS...) or ``setup`` (a proxy or protocol problem that no
-    retry fixes). ``name`` is the underlying error's class name."""
+    """One attempt failed below HTTP. ``kind``: ``timeout`` (the attempt's
+    deadline passed), ``disconnected`` (the server closed the connection
+    without a valid answer), ``network`` (refused, reset, DNS...),
+    ``too_large`` (the body is over ``max_bytes``) or ``setup`` (a proxy or
+    protocol problem that no retry fixes). ``name`` is the underlying error's
+    class name."""
 
     def __init__(self, kind: str, name: str, message: str) -> None:
         super().__init__(message)
@@ -112,8 +123,11 @@ class Answer:
 
 
 class Transport(Protocol):
-    def send(self, endpoint: Endpoint, headers: list[tuple[str, str]], body: bytes, timeout_s: float) -> Answer:
-        """POST ``body``; the whole answer, or :class:`TransportError`."""
+    def send(self, endpoint: Endpoint, headers: list[tuple[str, str]], body: bytes, timeout_s: float,
+             max_bytes: int | None = None) -> Answer:
+        """POST ``body``; the whole answer within ``timeout_s`` (for the whole
+        attempt), its body no larger than ``max_bytes``, or
+        :class:`TransportError`."""
         ...
 
     def close(self) -> None: ...
@@ -154,7 +168,13 @@ class PooledTransport:
         self._lock = threading.Lock()
         self._closed = False
 
-    def send(self, endpoint: Endpoint, headers: list[tuple[str, str]], body: bytes, timeout_s: float) -> Answer:
+    def send(self, endpoint: Endpoint, headers: list[tuple[str, str]], body: bytes, timeout_s: float,
+             max_bytes: int | None = None) -> Answer:
+        with attempt_deadline(timeout_s) as deadline:
+            return self._send(endpoint, headers, body, timeout_s, max_bytes, deadline)
+
+    def _send(self, endpoint: Endpoint, headers: list[tuple[str, str]], body: bytes, timeout_s: float,
+              max_bytes: int | None, deadline: float) -> Answer:
         origin = httpcore.Origin(endpoint.scheme.encode("ascii"), endpoint.host.encode("ascii"), endpoint.port)
         raw_headers = [(b"Host", endpoint.host_header.encode("ascii"))]
         raw_headers += [(name.encode("ascii"), value.encode("latin-1")) for name, value in headers]
@@ -172,16 +192,18 @@ class PooledTransport:
                 response = connection.handle_request(request)
                 stream: Any = response.stream
                 try:
-                    content = read_body(stream)
+                    answer_headers = {name.decode("latin-1").lower(): value.decode("latin-1")
+                                      for name, value in response.headers}
+                    check_length(answer_headers, max_bytes)
+                    content = read_body(stream, deadline=deadline, max_bytes=max_bytes)
                 finally:
-                    stream.close()  # the connection is idle again, or closed
+                    stream.close()  # the connection is idle again, or closed (a body not read to its end)
         finally:
             self._checkin(connection)
-        answer_headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response.headers}
         raw_reason = response.extensions.get("reason_phrase", b"")
         reason = raw_reason.decode("latin-1") if isinstance(raw_reason, bytes) else ""
         return Answer(response.status, reason or _phrase(response.status), answer_headers,
-                      _decoded(content, answer_headers.get("content-encoding", "")))
+                      _decoded(content, answer_headers.get("content-encoding", ""), max_bytes))
 
     def close(self) -> None:
         with self._lock:
@@ -213,7 +235,8 @@ class PooledTransport:
             if self._ssl is None:
                 self._ssl = self._ssl_factory()
             context = self._ssl
-        return httpcore.HTTPConnection(origin=origin, ssl_context=context, keepalive_expiry=self._keepalive_expiry)
+        return httpcore.HTTPConnection(origin=origin, ssl_context=context, keepalive_expiry=self._keepalive_expiry,
+                                       network_backend=DEADLINE_BACKEND)
 
     def _checkin(self, connection: httpcore.HTTPConnection) -> None:
         if connection.is_idle() and not connection.is_closed():  # a failed connect is "idle" and closed
@@ -238,32 +261,64 @@ class ProxiedTransport:
             trust_env=True,
             verify=ssl_context,
         )
+        self.deadline_on_streams = use_deadline_backend(self._client)
+        """False when this httpx no longer lets promptab reach its pools: the
+        deadline is then checked between body chunks only."""
 
-    def send(self, endpoint: Endpoint, headers: list[tuple[str, str]], body: bytes, timeout_s: float) -> Answer:
+    def send(self, endpoint: Endpoint, headers: list[tuple[str, str]], body: bytes, timeout_s: float,
+             max_bytes: int | None = None) -> Answer:
         httpx = self._httpx
-        try:
-            request = self._client.build_request("POST", endpoint.url, headers=headers, content=body,
-                                                 timeout=httpx.Timeout(timeout_s))
-            answer = self._client.send(request, stream=True)
+        with attempt_deadline(timeout_s) as deadline:
             try:
-                content = read_body(answer.iter_bytes())  # decoded by httpx
-            finally:
-                answer.close()
-        except httpx.HTTPError as exc:
-            raise _httpx_error(httpx, exc) from None
-        except httpx.InvalidURL as exc:
-            raise TransportError("setup", type(exc).__name__, str(exc)) from None
-        return Answer(answer.status_code, answer.reason_phrase, {k.lower(): v for k, v in answer.headers.items()},
-                      content)
+                request = self._client.build_request("POST", endpoint.url, headers=headers, content=body,
+                                                     timeout=httpx.Timeout(timeout_s))
+                answer = self._client.send(request, stream=True)
+                try:
+                    answer_headers = {k.lower(): v for k, v in answer.headers.items()}
+                    if not answer_headers.get("content-encoding", "").strip():
+                        check_length(answer_headers, max_bytes)
+                    content = read_body(answer.iter_bytes(), deadline=deadline, max_bytes=max_bytes)  # decoded by httpx
+                finally:
+                    answer.close()
+            except httpx.HTTPError as exc:
+                raise _httpx_error(httpx, exc) from None
+            except httpx.InvalidURL as exc:
+                raise TransportError("setup", type(exc).__name__, str(exc)) from None
+            except httpcore.TimeoutException as exc:  # raised by the deadline streams under httpx
+                raise TransportError("timeout", type(exc).__name__, str(exc)) from None
+        return Answer(answer.status_code, answer.reason_phrase, answer_headers, content)
 
     def close(self) -> None:
         self._client.close()
 
 
-def read_body(chunks: Iterable[bytes]) -> bytes:
+def read_body(chunks: Iterable[bytes], *, deadline: float | None = None, max_bytes: int | None = None) -> bytes:
     """The whole body from its chunks, as they arrive: both transports read
-    through here (the place for a size limit or a deadline per attempt)."""
-    return b"".join(chunks)
+    through here. Stops with :class:`TransportError` (``too_large``) as soon
+    as the body is over ``max_bytes``, and (``timeout``) when a chunk arrives
+    after ``deadline`` (a ``time.monotonic()`` value)."""
+    parts: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if max_bytes is not None and size > max_bytes:
+            raise TransportError("too_large", "ResponseTooLarge", f"stopped reading after {size} bytes")
+        if deadline is not None and time.monotonic() > deadline:
+            raise TransportError("timeout", "ReadTimeout", "the attempt's deadline passed while reading the answer")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def check_length(headers: dict[str, str], max_bytes: int | None) -> None:
+    """Refuse at once an answer whose ``Content-Length`` is over ``max_bytes``."""
+    if max_bytes is None:
+        return
+    try:
+        declared = int(headers.get("content-length", "").strip())
+    except ValueError:
+        return
+    if declared > max_bytes:
+        raise TransportError("too_large", "ResponseTooLarge", f"it announces {declared} bytes (Content-Length)")
 
 
 def _httpx_error(httpx: Any, exc: Exception) -> TransportError:
@@ -297,23 +352,34 @@ class _mapped_errors:
             raise TransportError("setup", name, str(exc)) from None
 
 
-def _decoded(content: bytes, encoding: str) -> bytes:
+def _decoded(content: bytes, encoding: str, max_bytes: int | None = None) -> bytes:
     """The body without a ``gzip`` or ``deflate`` content coding (promptab
-    asks for none, but some servers compress anyway)."""
+    asks for none, but some servers compress anyway), no larger than
+    ``max_bytes`` once decompressed."""
     coding = encoding.strip().lower()
     if not coding or coding == "identity" or not content:
         return content
     try:
         if coding in ("gzip", "x-gzip"):
-            return zlib.decompress(content, 16 + zlib.MAX_WBITS)
+            return _inflate(content, 16 + zlib.MAX_WBITS, max_bytes)
         if coding == "deflate":
             try:
-                return zlib.decompress(content)
+                return _inflate(content, zlib.MAX_WBITS, max_bytes)
             except zlib.error:
-                return zlib.decompress(content, -zlib.MAX_WBITS)
+                return _inflate(content, -zlib.MAX_WBITS, max_bytes)
     except zlib.error as exc:
         raise TransportError("disconnected", "DecodingError", f"the {coding} answer does not decompress ({exc})") from None
     raise TransportError("setup", "DecodingError", f"the server answered in an unsupported content coding ({coding!r})")
+
+
+def _inflate(content: bytes, wbits: int, max_bytes: int | None) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    out = inflater.decompress(content) if max_bytes is None else inflater.decompress(content, max_bytes + 1)
+    if max_bytes is not None and len(out) > max_bytes:
+        raise TransportError("too_large", "ResponseTooLarge", "it decompresses to more")
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return out
 
 
 def _phrase(status: int) -> str:

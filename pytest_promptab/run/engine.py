@@ -25,6 +25,7 @@ from ..workflow.loader import LoadedWorkflow
 from ..workflow.schema import CaseConfig, CheckConfig, ProviderConfig
 from ..workflow.templates import TemplateRenderer
 from ..workflow.variants import ResolvedNode, merge, resolve_nodes
+from .outputs import for_record
 from .records import CheckResult, RunRecord
 
 ProviderWrapper = Callable[[Callable[[], Provider], ProviderConfig], Provider]
@@ -148,7 +149,7 @@ class Engine:
                         )  # fmt: skip
                         break
                 scope[node.output_key] = output
-                record.outputs[node.output_key] = output
+                record.outputs[node.output_key] = for_record(output)  # the checks see it whole
             metrics["latency_ms"] = (time.perf_counter() - started - queued) * 1000.0
             current = None
             if parse_failure is not None:

@@ -86,6 +86,9 @@ class ProviderConfig(_Model):
     settings: dict[str, Any] = Field(default_factory=dict)
     pricing: Pricing | None = None
     timeout_s: float = Field(60.0, gt=0)
+    """One attempt as a whole: connect, send, and the answer's last byte."""
+    max_response_bytes: int = Field(10_000_000, ge=1)
+    """A larger answer fails the run, without a retry."""
     max_concurrency: int | None = Field(None, ge=1)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     options: dict[str, Any] = Field(default_factory=dict)
