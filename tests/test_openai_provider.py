@@ -542,3 +542,15 @@ def test_run_with_retries_single_attempt() -> None:
             sleep=fake.sleep,
             clock=fake.clock,
         )
+
+
+def test_a_lone_surrogate_in_an_answer_becomes_the_replacement_character(fake_openai: FakeOpenAI) -> None:
+    # JSON may escape a lone surrogate ("\ud800"); stored as is it breaks the
+    # cache, results.json readers and MLflow, so it becomes U+FFFD as for the
+    # python provider
+    fake_openai.queue(ok("rocket \ud800 here"))
+    provider = make_provider(fake_openai.base_url)
+    response = provider.complete(make_request())
+    provider.close()
+    assert response.text == "rocket \ufffd here"
+    response.text.encode("utf-8")  # encodable: no surrogate left

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from .. import __version__
 from ..errors import ConfigError, ProviderError
+from ..textsafe import clean
 from ..workflow.schema import ProviderConfig
 from .base import ProviderRequest, ProviderResponse
 from .redact import REDACTED, scrub_and_clip
@@ -239,7 +240,7 @@ class OpenAIProvider:
         if isinstance(message.get("refusal"), str) and message["refusal"]:
             extra["refusal"] = self._scrub(message["refusal"], MESSAGE_LIMIT)
         return ProviderResponse(
-            text=text,
+            text=clean(text),  # a lone surrogate becomes U+FFFD, as for every provider
             tokens_in=_int_or_none(usage.get("prompt_tokens")),
             tokens_out=_int_or_none(usage.get("completion_tokens")),
             extra=extra,
