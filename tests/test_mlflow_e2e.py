@@ -43,12 +43,16 @@ def test_examples_land_in_mlflow_server(pytester: pytest.Pytester, examples_dir:
     assert parent.data.tags["promptab.file"] == "examples/support.yaml"
     mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
     by_role = {c.data.tags["role"]: c for c in mine}
-    assert sorted(c.data.tags["mlflow.runName"] for c in mine) == ["baseline", "empathetic", "terse"]
+    assert [c.data.tags["mlflow.runName"] for c in mine] == ["baseline", "empathetic", "terse"]  # the file's order
+    experiment = _client(mlflow_server.uri).get_experiment_by_name("support-reply")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.tags["mlflow.note.content"].startswith("Classify a customer email")
     assert set(by_role) == {"baseline", "challenger"}
     empathetic = next(c for c in mine if c.data.tags["mlflow.runName"] == "empathetic")
     assert empathetic.data.metrics["pass_rate"] == 1.0
     assert empathetic.data.tags["winner"] == "true"
     assert "latency_ms.p95" in empathetic.data.metrics
+    assert empathetic.data.params["prompt.reply"].startswith("Acknowledge the customer's frustration first")
     assert parent.data.tags["promptab.winner"] == "empathetic"
     client = _client(mlflow_server.uri)
     prompt = Path(client.download_artifacts(empathetic.info.run_id, "prompts/reply.txt", str(pytester.path)))

@@ -50,6 +50,7 @@ def summarize(
         failed_runs=sum(v.failed_runs for v in variants),
         file_sha256=loaded.sha256,
         experiment=config.mlflow.experiment or config.name,
+        description=config.description or "",
         runs=all_runs,
     )
     completed = {name: [r for r in runs if r.status != "error"] for name, runs in by_variant.items()}

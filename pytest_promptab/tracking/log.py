@@ -111,6 +111,7 @@ def log_session(summary: SessionSummary, *, tracking_uri: str, rootdir: Path, re
             for ab in summary.abtests:
                 name = ab.experiment or ab.workflow or "promptab"
                 exp_id = _experiment_id(client, tracking_uri, name, Path(rootdir))
+                _set_experiment_tags(client, exp_id, ab)
                 outcome.experiment_ids[ab.nodeid] = exp_id
                 parent, children = _log_abtest(client, exp_id, ab, common, Path(results_path), created)
                 outcome.run_ids[ab.nodeid] = parent
@@ -306,12 +307,19 @@ def _experiment_id(client: Any, uri: str, name: str, rootdir: Path) -> str:
         raise
 
 
+def _set_experiment_tags(client: Any, exp_id: str, ab: ABTestSummary) -> None:
+    """Description and kind, set when they differ from what is there."""
+    current = client.get_experiment(exp_id).tags
+    for name, value in layout.experiment_tags(ab).items():
+        if current.get(name) != value:
+            client.set_experiment_tag(exp_id, name, value)
+
+
 def _log_abtest(
     client: Any, exp_id: str, ab: ABTestSummary, common: dict[str, str], results_path: Path, created: list[str]
 ) -> tuple[str, dict[str, str]]:
     now = int(time.time() * 1000)
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now / 1000))
-    parent = client.create_run(exp_id, start_time=now, run_name=f"{ab.name} {stamp}").info.run_id
+    parent = client.create_run(exp_id, start_time=now, run_name=layout.parent_run_name(ab, common, now)).info.run_id
     created.append(parent)
     common = layout.abtest_common_tags(ab, common)
     _log_batch(client, parent, now, layout.parent_params(ab), layout.parent_metrics(ab), layout.parent_tags(ab, common))
@@ -321,8 +329,12 @@ def _log_abtest(
     _log_files(client, parent, files)
 
     children: dict[str, str] = {}
-    for variant in ab.variants:
-        child = client.create_run(exp_id, start_time=now, run_name=variant.name, tags={"mlflow.parentRunId": parent})
+    count = len(ab.variants)
+    for index, variant in enumerate(ab.variants):
+        # created in the file's order; start times one millisecond apart and
+        # falling, so MLflow's default (newest first) lists them in that order
+        start = now + count - index
+        child = client.create_run(exp_id, start_time=start, run_name=variant.name, tags={"mlflow.parentRunId": parent})
         created.append(child.info.run_id)
         children[variant.name] = child.info.run_id
         _log_variant(client, child.info.run_id, now, ab, variant, common)
