@@ -43,6 +43,7 @@ class PromptabOptions:
     mlflow_uri: str | None = None
     mlflow_ini: str | None = None
     no_mlflow: bool = False
+    mlflow_traces: int = 50
     verbose: int = 0
 
     @property
@@ -337,6 +338,7 @@ class PromptabSession:
                     "rootdir": str(self.options.rootdir),
                     "results_path": str(self.options.results_path),
                     "applied": applied,
+                    "traces": self.options.mlflow_traces,
                 }
             )
         else:
@@ -348,6 +350,7 @@ class PromptabSession:
                 rootdir=self.options.rootdir,
                 results_path=self.options.results_path,
                 applied=applied,
+                traces=self.options.mlflow_traces,
             )
         run_ids = answer.get("run_ids") or {}
         for ab in self.summary.abtests:

@@ -193,3 +193,44 @@ def test_tracking_uri_credentials_never_reach_the_results_or_output(
     assert "s3cretTOKEN" not in result.stdout.str() + result.stderr.str()
     text = (pytester.path / ".promptab" / "results.json").read_text()
     assert "s3cretTOKEN" not in text and json.loads(text)["mlflow_error"]
+
+
+def test_runs_are_traces_linked_to_their_variant_runs(pytester: pytest.Pytester, echo_workflow) -> None:
+    """The same (case, run) pairs in every variant, failed runs first, one
+    assessment per check, a span per node with its rendered messages."""
+    from tests.test_end_to_end import SIMPLE
+
+    echo_workflow("flow", SIMPLE)
+    uri = f"sqlite:///{pytester.path / 'traces.db'}"
+    result = pytester.runpytest("--promptab", "flow.yaml", "--promptab-mlflow-uri", uri, "--promptab-mlflow-traces", "4")
+    assert result.ret == 0, result.stdout.str()
+    parents, children = _runs(uri, "echo-flow")
+    runs = {c.info.run_name: c.info.run_id for c in children}
+    client = _client(uri)
+    exp = client.get_experiment_by_name("echo-flow")
+    traces = client.search_traces(locations=[exp.experiment_id], max_results=100)
+    # 4 traces: 2 (case, run) pairs x 2 variants, the failing case "bad" first
+    assert len(traces) == 4
+    seen = {}
+    for trace in traces:
+        tags = trace.info.tags
+        variant = tags["promptab.variant"]
+        assert trace.info.trace_metadata["mlflow.sourceRun"] == runs[variant]
+        seen.setdefault(variant, set()).add((tags["promptab.case"], tags["promptab.run"]))
+        assert [a.name for a in trace.info.assessments] == ["is-yes"]
+        (feedback,) = trace.info.assessments
+        assert feedback.value is (tags["promptab.case"] == "good" and variant == "baseline")
+        spans = {s.name: s for s in trace.data.spans}
+        assert "answer" in spans
+        messages = spans["answer"].inputs["messages"]
+        assert messages[-1]["role"] == "user"
+        if variant == "baseline":
+            assert messages[-1]["content"].startswith("Question: q")
+    assert seen["baseline"] == seen["loud"] == {("bad", "1"), ("bad", "2")}
+    # a run's own traces: what its Traces tab lists
+    mine = client.search_traces(locations=[exp.experiment_id], run_id=runs["loud"])
+    assert {t.info.tags["promptab.variant"] for t in mine} == {"loud"}
+
+    none = pytester.runpytest("--promptab", "flow.yaml", "--promptab-mlflow-uri", uri, "--promptab-mlflow-traces", "0")
+    assert none.ret == 0
+    assert len(client.search_traces(locations=[exp.experiment_id], max_results=100)) == 4

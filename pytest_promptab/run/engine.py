@@ -25,7 +25,7 @@ from ..workflow.loader import LoadedWorkflow
 from ..workflow.schema import CaseConfig, CheckConfig, ProviderConfig
 from ..workflow.templates import TemplateRenderer
 from ..workflow.variants import ResolvedNode, merge, resolve_nodes
-from .records import CheckResult, RunRecord
+from .records import TRACE_KEY, CheckResult, RunRecord, trace_entry
 
 ProviderWrapper = Callable[[Callable[[], Provider], ProviderConfig], Provider]
 """Wraps a provider factory (record/replay); gets the factory so that replay
@@ -130,6 +130,9 @@ class Engine:
                     cost += response.cost_usd
                 if response.extra:
                     record.extra[node.id] = response.extra
+                record.extra.setdefault(TRACE_KEY, []).append(
+                    trace_entry(node.id, messages, response, t0 - started, metrics[f"node.{node.id}.latency_ms"])
+                )
                 output: Any = response.text
                 if node.parse == "json":
                     output = parse_json_output(response.text, node.id, display, node.prompt_line)

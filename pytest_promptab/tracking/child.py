@@ -36,17 +36,26 @@ from ..analysis.summary import SessionSummary
 
 
 def run_logging(
-    summary: SessionSummary, *, tracking_uri: str, rootdir: Path, results_path: Path, applied: dict[str, str]
+    summary: SessionSummary,
+    *,
+    tracking_uri: str,
+    rootdir: Path,
+    results_path: Path,
+    applied: dict[str, str],
+    traces: int = 0,
 ) -> dict[str, Any]:
     """Log ``summary`` to MLflow, then register the prompts of the applied
-    winners (``applied``: A/B test node id -> variant). Never raises.
+    winners (``applied``: A/B test node id -> variant); at most ``traces``
+    runs are logged as MLflow traces. Never raises.
 
     Returns ``{"ok", "message", "run_ids", "variant_run_ids", "registered",
     "problems"}``: ``registered`` maps a node id to its ``prompts:/`` URIs,
     ``problems`` lists the registrations that failed."""
     from .log import MlflowLogError, log_session, register_prompts
 
-    outcome = log_session(summary, tracking_uri=tracking_uri, rootdir=rootdir, results_path=results_path)
+    outcome = log_session(
+        summary, tracking_uri=tracking_uri, rootdir=rootdir, results_path=results_path, traces=traces
+    )
     answer: dict[str, Any] = {
         "ok": outcome.ok,
         "message": outcome.message,
@@ -54,6 +63,7 @@ def run_logging(
         "variant_run_ids": outcome.variant_run_ids,
         "registered": {},
         "problems": [],
+        "traces": outcome.traces,
     }
     if not outcome.ok:
         return answer
@@ -118,6 +128,7 @@ def serve(stdin: TextIO, answer_to: TextIO) -> int:
             rootdir=Path(request["rootdir"]),
             results_path=Path(request["results_path"]),
             applied=dict(request.get("applied") or {}),
+            traces=int(request.get("traces") or 0),
         )
     except Exception as exc:  # noqa: BLE001 - the controller must get an answer
         from .log import describe_error

@@ -75,6 +75,8 @@ class LogOutcome:
     """``ABTestSummary.nodeid`` -> variant name -> child run id."""
     experiment_ids: dict[str, str] = field(default_factory=dict)
     """``ABTestSummary.nodeid`` -> experiment id."""
+    traces: int = 0
+    """How many runs were logged as traces."""
 
 
 def resolve_tracking_uri(option: str | None, ini: str | None, env: Mapping[str, str], rootdir: Path) -> str:
@@ -91,8 +93,11 @@ def redact_uri(uri: str) -> str:
     return _USERINFO.sub(r"\1***@", uri)
 
 
-def log_session(summary: SessionSummary, *, tracking_uri: str, rootdir: Path, results_path: Path) -> LogOutcome:
-    """Log every A/B test of ``summary`` to ``tracking_uri``. Never raises."""
+def log_session(
+    summary: SessionSummary, *, tracking_uri: str, rootdir: Path, results_path: Path, traces: int = 0
+) -> LogOutcome:
+    """Log every A/B test of ``summary`` to ``tracking_uri``, and at most
+    ``traces`` of its runs as traces (:mod:`.traces`). Never raises."""
     outcome = LogOutcome(ok=True, message="")
     if not summary.abtests:
         outcome.message = "nothing to log to MLflow (no A/B test ran)"
@@ -116,6 +121,10 @@ def log_session(summary: SessionSummary, *, tracking_uri: str, rootdir: Path, re
                 parent, children = _log_abtest(client, exp_id, ab, common, Path(results_path), created)
                 outcome.run_ids[ab.nodeid] = parent
                 outcome.variant_run_ids[ab.nodeid] = children
+            if traces > 0:
+                from . import traces as traces_mod
+
+                outcome.traces = traces_mod.log_traces(client, summary, outcome, traces, tracking_uri)
         except Exception as exc:  # noqa: BLE001 - nothing may escape into the session
             outcome.ok = False
             outcome.message = describe_error(exc, tracking_uri)
