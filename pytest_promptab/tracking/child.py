@@ -71,10 +71,16 @@ def run_logging(
         variant = applied.get(ab.nodeid)
         if variant is None:
             continue
+        from .layout import PROMPT_ALIAS, changed_nodes, prompt_model_config
+
+        v = ab.variant(variant)
+        nodes = changed_nodes(ab, variant)
         try:
             answer["registered"][ab.nodeid] = register_prompts(
                 tracking_uri,
-                ab.variant(variant).prompts,
+                {node: v.prompts[node] for node in nodes},
+                model_configs={node: prompt_model_config(v, node) for node in nodes},
+                alias=PROMPT_ALIAS,
                 name_prefix=f"{ab.workflow}.{ab.name}",
                 run_id=outcome.variant_run_ids.get(ab.nodeid, {}).get(variant),
                 tags={"promptab.file": ab.file, "promptab.variant": variant, "promptab.ab_test": ab.name},

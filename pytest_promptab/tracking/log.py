@@ -146,11 +146,14 @@ def register_prompts(
     run_id: str | None,
     tags: dict[str, str],
     commit_message: str | None = None,
+    model_configs: dict[str, dict[str, Any]] | None = None,
+    alias: str | None = None,
 ) -> list[str]:
     """Register each node's prompt as a new version of the prompt
-    ``<name_prefix>.<node>`` (sanitized) in MLflow's prompt registry, link the
-    versions to ``run_id`` and tag it ``promptab.applied=true``. Returns the
-    ``prompts:/<name>/<version>`` URIs. Raises :class:`MlflowLogError`."""
+    ``<name_prefix>.<node>`` (sanitized) in MLflow's prompt registry, with its
+    ``model_configs[node]`` (model, settings, system message), point ``alias``
+    at it, link the versions to ``run_id`` and tag it ``promptab.applied=true``.
+    Returns the ``prompts:/<name>/<version>`` URIs. Raises :class:`MlflowLogError`."""
     client_class = _client_class()
     with _quiet(), _env(_http_defaults()):
         try:
@@ -162,15 +165,19 @@ def register_prompts(
             scope["MLFLOW_EXPERIMENT_ID"] = run.info.experiment_id if run else None
             version_tags = {layout.key(k): layout.cap(str(v), MAX_TAG_VALUE) for k, v in tags.items()}
             with _env(scope):
-                versions = [
-                    client.register_prompt(
+                versions = []
+                for node, template in prompts.items():
+                    version = _register(
+                        client,
                         name=prompt_name(f"{name_prefix}.{node}"),
                         template=template,
                         commit_message=commit_message or f"promptab: applied prompt of node {node}",
-                        tags=dict(version_tags),
+                        tags=dict(version_tags, **({"promptab.run_id": run_id} if run_id else {})),
+                        model_config=(model_configs or {}).get(node),
                     )
-                    for node, template in prompts.items()
-                ]
+                    if alias:
+                        client.set_prompt_alias(version.name, alias, int(version.version))
+                    versions.append(version)
             uris = [f"prompts:/{v.name}/{v.version}" for v in versions]
             if run is not None:
                 _tag_applied(client, run, versions, uris)
@@ -383,6 +390,20 @@ def _log_files(client: Any, run_id: str, files: dict[str, str]) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
         client.log_artifacts(run_id, tmp)
+
+
+def _register(client: Any, *, model_config: dict[str, Any] | None, **kwargs: Any) -> Any:
+    """``register_prompt``; a model config MLflow refuses (a setting out of
+    its range) goes whole into ``extra_params`` instead."""
+    if not model_config:
+        return client.register_prompt(**kwargs)
+    try:
+        from mlflow.entities.model_registry.prompt_version import PromptModelConfig
+
+        PromptModelConfig.from_dict(model_config)
+    except Exception:  # noqa: BLE001
+        model_config = {"extra_params": model_config}
+    return client.register_prompt(model_config=model_config, **kwargs)
 
 
 def _tag_applied(client: Any, run: Any, versions: list[Any], uris: list[str]) -> None:
