@@ -4,9 +4,8 @@ the prompts registered in MLflow."""
 
 from __future__ import annotations
 
-import json
-
 import difflib
+import json
 from pathlib import Path
 
 import pytest
