@@ -309,7 +309,7 @@ class PromptabSession:
 
         if self._mlflow_process is None:
             uri = resolve_tracking_uri(self.options.mlflow_uri, self.options.mlflow_ini, os.environ, self.options.rootdir)
-            self._mlflow_process = MlflowProcess(uri)
+            self._mlflow_process = MlflowProcess(uri, traces=self.options.mlflow_traces)
 
     def stop_mlflow_process(self) -> None:
         """Stop the logging process if it still runs (any exit path)."""

@@ -5,7 +5,7 @@ Started by the pytest controller at session start (see
 tracking store while the tests run, so that logging at session end costs
 almost nothing. The protocol, one JSON document per line:
 
-1. stdin, at start: ``{"tracking_uri": ..., "rootdir": ...}`` (the URI may
+1. stdin, at start: ``{"tracking_uri": ..., "traces": N}`` (the URI may
    hold credentials: it never goes through argv or the environment);
 2. stdin, at session end: ``{"summary": <SessionSummary.to_dict()>,
    "tracking_uri": ..., "rootdir": ..., "results_path": ..., "applied":
@@ -90,7 +90,7 @@ def run_logging(
     return answer
 
 
-def warm_up(tracking_uri: str) -> None:
+def warm_up(tracking_uri: str, traces: int = 0) -> None:
     """Import mlflow and open the tracking store (MLflow caches it per URI),
     without creating anything: a sqlite database that does not exist yet is
     left for session end, when there is something to log. Never raises; a
@@ -101,6 +101,11 @@ def warm_up(tracking_uri: str) -> None:
         client_class = _client_class()
         with _quiet(), _env(_http_defaults()):
             from mlflow.entities import Metric, Param, RunTag  # noqa: F401
+
+            if traces:  # what the first trace would otherwise pay for at session end
+                import mlflow.tracing.export.mlflow_v3  # noqa: F401
+                import mlflow.tracing.trace_manager  # noqa: F401
+                from mlflow.entities import AssessmentSource, Feedback, SpanType  # noqa: F401
 
             scheme = urlsplit(tracking_uri).scheme.split("+", 1)[0]
             if scheme == "sqlite":
@@ -121,7 +126,7 @@ def serve(stdin: TextIO, answer_to: TextIO) -> int:
     if not hello_line.strip():
         return 0
     hello = json.loads(hello_line)
-    warm_up(hello["tracking_uri"])
+    warm_up(hello["tracking_uri"], int(hello.get("traces") or 0))
     line = stdin.readline()
     if not line.strip():
         return 0  # the controller had nothing to log, or went away
