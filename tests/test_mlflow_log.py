@@ -216,9 +216,9 @@ def assert_layout(client: Any, outcome: LogOutcome, summary: SessionSummary, tmp
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     # the parent's name tells sessions apart: A/B test, branch@commit, UTC time
     name = parent.info.run_name
-    assert re.fullmatch(r"reply-tone (\S+ )?\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", name), name
+    assert re.fullmatch(r"\d\d-\d\d \d\d:\d\d:\d\dZ reply-tone( \S+)?", name), name
     if commit:
-        assert name.startswith(f"reply-tone main@{commit[:7]} ")
+        assert name.endswith(f" reply-tone main@{commit[:7]}")
     tags = parent.data.tags
     assert tags["promptab.version"] == __version__
     assert tags["promptab.file"] == "examples/support.yaml"

@@ -131,7 +131,7 @@ class Engine:
                 if response.extra:
                     record.extra[node.id] = response.extra
                 record.extra.setdefault(TRACE_KEY, []).append(
-                    trace_entry(node.id, messages, response, t0 - started, metrics[f"node.{node.id}.latency_ms"])
+                    trace_entry(node.id, messages, response)
                 )
                 output: Any = response.text
                 if node.parse == "json":

@@ -8,7 +8,6 @@ dicts, lists, strings, numbers, booleans and None.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -21,19 +20,17 @@ USER_PROPERTY = "promptab_run"
 
 TRACE_KEY = "@trace"
 """The ``extra`` key of what an MLflow trace of the run needs: per node, in
-order, its rendered messages, output, start offset, latency and tokens (no
-node id can contain ``@``)."""
+order, its rendered messages, raw output and tokens (no node id can contain
+``@``; latencies are the ``node.<id>.latency_ms`` metrics). Nothing in it
+depends on the clock, so a replayed session's records equal the recorded ones."""
 
 
-def trace_entry(node: str, messages: list[dict[str, str]], response: Any, offset_s: float, latency_ms: float) -> dict[str, Any]:
+def trace_entry(node: str, messages: list[dict[str, str]], response: Any) -> dict[str, Any]:
     """One node's part of ``extra[TRACE_KEY]`` (``response``: a ProviderResponse)."""
     return {
         "node": node,
         "messages": [dict(m) for m in messages],
         "output": response.text,
-        "offset_ms": round(offset_s * 1000.0, 3),
-        "end_unix_ms": round(time.time() * 1000.0, 3),
-        "latency_ms": round(latency_ms, 3),
         "tokens_in": response.tokens_in,
         "tokens_out": response.tokens_out,
     }

@@ -321,16 +321,18 @@ def experiment_tags(ab: ABTestSummary) -> dict[str, str]:
 
 
 def parent_run_name(ab: ABTestSummary, common: dict[str, str], now_ms: int) -> str:
-    """``reply-tone main@1a2b3c4 2026-12-01 09:50:12Z``: two sessions differ at a glance."""
+    """``12-01 09:50:12Z reply-tone main@1a2b3c4``: two sessions differ at a
+    glance, in the few characters the runs list shows (the time first; the
+    run's Created column has the year)."""
     import time
 
-    stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(now_ms / 1000))
+    stamp = time.strftime("%m-%d %H:%M:%SZ", time.gmtime(now_ms / 1000))
     branch = common.get("mlflow.source.git.branch")
     commit = common.get("mlflow.source.git.commit", "")[:7]
     where = "@".join(p for p in (branch, commit) if p)
     if where and common.get("promptab.git_dirty") == "true":
         where += "+dirty"
-    return " ".join(p for p in (ab.name, where, stamp) if p)
+    return " ".join(p for p in (stamp, ab.name, where) if p)
 
 
 def note(ab: ABTestSummary) -> str:

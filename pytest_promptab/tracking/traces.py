@@ -22,6 +22,7 @@ end, with its assessments in the same write (about 3x faster on sqlite).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,21 +65,26 @@ def log_traces(client: Any, summary: SessionSummary, outcome: Any, cap: int, tra
         return 0
     import mlflow
 
+    from .log import _env
+
     mlflow.set_tracking_uri(tracking_uri)  # where the span exporter writes
     logged = 0
-    with _whole_traces():
+    # synchronous export: with MLflow's async queue (its default), a trace
+    # could still be queued when the logging process exits, and be lost
+    with _env({"MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false"}), _whole_traces():
         for ab, records in selected:
             exp_id = outcome.experiment_ids[ab.nodeid]
             runs = outcome.variant_run_ids[ab.nodeid]
             for record in records:
                 _log_trace(client, exp_id, runs.get(record.variant), ab, record)
                 logged += 1
-    with contextlib.suppress(Exception):
-        mlflow.flush_trace_async_logging()
     return logged
 
 
 def _log_trace(client: Any, exp_id: str, run_id: str | None, ab: ABTestSummary, record: RunRecord) -> None:
+    """One trace. Records hold durations, not clock times (see
+    :data:`~pytest_promptab.run.records.TRACE_KEY`): the trace ends now, its
+    nodes one after the other with their measured latencies."""
     from mlflow.entities import (
         AssessmentError,
         AssessmentSource,
@@ -88,10 +94,9 @@ def _log_trace(client: Any, exp_id: str, run_id: str | None, ab: ABTestSummary, 
     )
 
     nodes = [n for n in record.extra.get(TRACE_KEY, []) if isinstance(n, dict)]
-    end_ms = max((float(n.get("end_unix_ms", 0)) for n in nodes), default=0.0)
-    first = min((float(n["end_unix_ms"]) - float(n["latency_ms"]) for n in nodes), default=0.0)
-    total_ms = float(record.metrics.get("latency_ms", end_ms - first if nodes else 0.0))
-    start_ns = int(first * 1e6) if nodes else None
+    latencies = [float(record.metrics.get(f"node.{n.get('node')}.latency_ms", 0.0)) for n in nodes]
+    total_ms = max(float(record.metrics.get("latency_ms", 0.0)), sum(latencies))
+    start_ns = time.time_ns() - int(total_ms * 1e6)
     inputs = {"case": record.case, "run": record.run, "variant": record.variant}
     root = client.start_trace(
         f"{ab.name}/{record.variant}[{record.case}-run{record.run}]",
@@ -105,25 +110,27 @@ def _log_trace(client: Any, exp_id: str, run_id: str | None, ab: ABTestSummary, 
         run_id=run_id,
     )
     trace_id = root.trace_id
-    for n in nodes:
-        n_end = int(float(n["end_unix_ms"]) * 1e6)
+    n_start = start_ns
+    for n, latency in zip(nodes, latencies):
+        n_end = n_start + int(latency * 1e6)
         span = client.start_span(
             str(n["node"]),
             trace_id=trace_id,
             parent_id=root.span_id,
             span_type=SpanType.CHAT_MODEL,
             inputs={"messages": n.get("messages", [])},
-            start_time_ns=n_end - int(float(n["latency_ms"]) * 1e6),
+            start_time_ns=n_start,
         )
         usage = {k: n.get(k) for k in ("tokens_in", "tokens_out")}
         if usage["tokens_in"] is not None or usage["tokens_out"] is not None:
             tin, tout = int(usage["tokens_in"] or 0), int(usage["tokens_out"] or 0)
             span.set_attribute("mlflow.chat.tokenUsage", {"input_tokens": tin, "output_tokens": tout,
                                                           "total_tokens": tin + tout})  # fmt: skip
-        span.set_attribute("latency_ms", n.get("latency_ms"))
+        span.set_attribute("latency_ms", latency)
         failed = record.status == "error" and record.error_node == n["node"]
         client.end_span(trace_id, span.span_id, outputs=n.get("output"), end_time_ns=n_end,
                         status=SpanStatusCode.ERROR if failed else SpanStatusCode.OK)  # fmt: skip
+        n_start = n_end
     source = AssessmentSource(source_type="CODE", source_id=SOURCE_ID)
     feedbacks = [
         Feedback(
@@ -142,7 +149,7 @@ def _log_trace(client: Any, exp_id: str, run_id: str | None, ab: ABTestSummary, 
                      error=AssessmentError(error_code="RUN_FAILED", error_message=record.error or "failed"))  # fmt: skip
         )
     _attach(trace_id, feedbacks)
-    end_ns = (start_ns + int(total_ms * 1e6)) if start_ns is not None else None
+    end_ns = start_ns + int(total_ms * 1e6)
     client.end_trace(
         trace_id,
         outputs=record.outputs or None,
