@@ -3,7 +3,7 @@ nodes apply-best registers and with what model config, rounding, params."""
 
 from __future__ import annotations
 
-from pytest_promptab.tracking import layout
+from pytest_promptab.tracking import layout, registry
 from pytest_promptab.tracking.traces import select_runs
 from tests.test_mlflow_log import make_summary
 
@@ -22,12 +22,12 @@ def test_trace_selection_takes_the_same_pairs_in_every_variant_failed_first() ->
 
 def test_apply_registers_only_changed_nodes_with_settings_and_system() -> None:
     ab = make_summary().abtests[0]
-    assert layout.changed_nodes(ab, "empathetic") == ["reply"]  # classify is the baseline's
-    config = layout.prompt_model_config(ab.variant("empathetic"), "reply")
+    assert registry.changed_nodes(ab, "empathetic") == ["reply"]  # classify is the baseline's
+    config = registry.prompt_model_config(ab.variant("empathetic"), "reply")
     assert abs(config["temperature"] - 0.3) < 1e-9 and config["max_tokens"] == 300 and config["stop_sequences"] == ["\n\n"]
     assert config["model_name"] == "gpt-4o-mini" and config["provider"] == "openai"
     assert "SECRET" not in repr(config)
-    system = layout.prompt_model_config(ab.variant("empathetic"), "classify")
+    system = registry.prompt_model_config(ab.variant("empathetic"), "classify")
     assert system["extra_params"]["system"] == "You are a support triage assistant."
 
 

@@ -71,7 +71,7 @@ def run_logging(
         variant = applied.get(ab.nodeid)
         if variant is None:
             continue
-        from .layout import PROMPT_ALIAS, changed_nodes, prompt_model_config
+        from .registry import PROMPT_ALIAS, changed_nodes, prompt_model_config
 
         v = ab.variant(variant)
         nodes = changed_nodes(ab, variant)

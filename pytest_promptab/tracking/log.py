@@ -33,8 +33,9 @@ from urllib.parse import urlsplit
 
 from ..analysis.summary import ABTestSummary, SessionSummary, VariantSummary
 from ..errors import PromptabError
-from . import layout
-from .layout import MAX_TAG_VALUE, prompt_name
+from . import layout, registry
+from .layout import MAX_TAG_VALUE
+from .registry import prompt_name
 
 __all__ = [
     "HTTP_LIMITS",
@@ -413,5 +414,5 @@ def _tag_applied(client: Any, run: Any, versions: list[Any], uris: list[str]) ->
     from mlflow.entities import RunTag
 
     registered = [(v.name, str(v.version)) for v in versions]
-    tags = layout.applied_tags(run.data.tags.get("mlflow.linkedPrompts"), registered, uris)
+    tags = registry.applied_tags(run.data.tags.get("mlflow.linkedPrompts"), registered, uris)
     client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()], synchronous=True)
