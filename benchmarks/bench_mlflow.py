@@ -96,6 +96,9 @@ def main() -> int:
         configs = {
             "no-mlflow": lambda: run([*base, "--promptab-no-mlflow"], project, env),
             "sqlite (existing store)": lambda: run([*base, "--promptab-mlflow-uri", existing], project, env),
+            "sqlite (existing, no traces)": lambda: run(
+                [*base, "--promptab-mlflow-uri", existing, "--promptab-mlflow-traces", "0"], project, env
+            ),
             "sqlite (new store)": lambda: run(fresh(), project, env),
         }
         series = interleaved(configs, args.repeats)

@@ -42,6 +42,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="results file (default .promptab/results.json under the rootdir)")
     group.addoption("--promptab-mlflow-uri", default=None, metavar="URI", help="MLflow tracking URI")
     group.addoption("--promptab-no-mlflow", action="store_true", default=False, help="do not log to MLflow")
+    group.addoption("--promptab-mlflow-traces", type=int, default=50, metavar="N",
+                    help="MLflow traces logged per session, the same cases in every variant, "
+                         "failed runs first (default 50; 0: none)")
     parser.addini("promptab", type="bool", default=False, help="collect and run promptab workflow files")
     parser.addini("promptab_concurrency", default="8", help="provider calls in flight")
     parser.addini("promptab_cache", default="off", help="off, record, replay or auto")
@@ -108,6 +111,7 @@ def read_options(config: pytest.Config) -> PromptabOptions:
         mlflow_uri=config.getoption("promptab_mlflow_uri"),
         mlflow_ini=config.getini("promptab_mlflow_uri") or None,
         no_mlflow=bool(config.getoption("promptab_no_mlflow")),
+        mlflow_traces=max(0, int(config.getoption("promptab_mlflow_traces"))),
         verbose=config.option.verbose,
     )
 

@@ -48,6 +48,7 @@ class PromptabOptions:
     mlflow_uri: str | None = None
     mlflow_ini: str | None = None
     no_mlflow: bool = False
+    mlflow_traces: int = 50
     verbose: int = 0
 
     @property
@@ -355,7 +356,7 @@ class PromptabSession:
 
         if self._mlflow_process is None:
             uri = resolve_tracking_uri(self.options.mlflow_uri, self.options.mlflow_ini, os.environ, self.options.rootdir)
-            self._mlflow_process = MlflowProcess(uri)
+            self._mlflow_process = MlflowProcess(uri, traces=self.options.mlflow_traces)
 
     def stop_mlflow_process(self) -> None:
         """Stop the logging process if it still runs (any exit path)."""
@@ -384,6 +385,7 @@ class PromptabSession:
                     "rootdir": str(self.options.rootdir),
                     "results_path": str(self.options.results_path),
                     "applied": applied,
+                    "traces": self.options.mlflow_traces,
                 }
             )
         else:
@@ -395,6 +397,7 @@ class PromptabSession:
                 rootdir=self.options.rootdir,
                 results_path=self.options.results_path,
                 applied=applied,
+                traces=self.options.mlflow_traces,
             )
         run_ids = answer.get("run_ids") or {}
         for ab in self.summary.abtests:

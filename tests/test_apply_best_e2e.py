@@ -5,6 +5,7 @@ the prompts registered in MLflow."""
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 
 import pytest
@@ -88,9 +89,16 @@ def test_applied_prompts_are_registered_in_mlflow(
     name, version = reply_uri.removeprefix("prompts:/").split("/")
     prompt = client.get_prompt_version(name, version)
     assert prompt.template.startswith("Acknowledge the customer's frustration first")
+    # only the node the winner changed is registered, with its settings as the model config
+    assert len(uris) == 1, uris
+    assert prompt.model_config["temperature"] == 0.3 and prompt.model_config["model_name"]
+    # the alias points at it, and the version names the winning run
+    assert client.get_prompt_version_by_alias(name, "promptab-best").version == int(version)
     experiment = client.get_experiment_by_name("support-reply")
     runs = client.search_runs([experiment.experiment_id], "tags.`promptab.applied` = 'true'")
     assert [r.data.tags["mlflow.runName"] for r in runs][:1] == ["empathetic"]
+    assert prompt.tags["promptab.run_id"] == runs[0].info.run_id
+    assert {"name": name, "version": version} in json.loads(runs[0].data.tags["mlflow.linkedPrompts"])
 
 
 GATED = """

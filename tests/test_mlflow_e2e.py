@@ -43,12 +43,16 @@ def test_examples_land_in_mlflow_server(pytester: pytest.Pytester, examples_dir:
     assert parent.data.tags["promptab.file"] == "examples/support.yaml"
     mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
     by_role = {c.data.tags["role"]: c for c in mine}
-    assert sorted(c.data.tags["mlflow.runName"] for c in mine) == ["baseline", "empathetic", "terse"]
+    assert [c.data.tags["mlflow.runName"] for c in mine] == ["baseline", "empathetic", "terse"]  # the file's order
+    experiment = _client(mlflow_server.uri).get_experiment_by_name("support-reply")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.tags["mlflow.note.content"].startswith("Classify a customer email")
     assert set(by_role) == {"baseline", "challenger"}
     empathetic = next(c for c in mine if c.data.tags["mlflow.runName"] == "empathetic")
     assert empathetic.data.metrics["pass_rate"] == pytest.approx(0.98)  # 49 of 50: one case at 4 of 5
     assert empathetic.data.tags["winner"] == "true"
     assert "latency_ms.p95" in empathetic.data.metrics
+    assert empathetic.data.params["prompt.reply"].startswith("Acknowledge the customer's frustration first")
     assert parent.data.tags["promptab.winner"] == "empathetic"
     client = _client(mlflow_server.uri)
     prompt = Path(client.download_artifacts(empathetic.info.run_id, "prompts/reply.txt", str(pytester.path)))
@@ -189,3 +193,44 @@ def test_tracking_uri_credentials_never_reach_the_results_or_output(
     assert "s3cretTOKEN" not in result.stdout.str() + result.stderr.str()
     text = (pytester.path / ".promptab" / "results.json").read_text()
     assert "s3cretTOKEN" not in text and json.loads(text)["mlflow_error"]
+
+
+def test_runs_are_traces_linked_to_their_variant_runs(pytester: pytest.Pytester, echo_workflow) -> None:
+    """The same (case, run) pairs in every variant, failed runs first, one
+    assessment per check, a span per node with its rendered messages."""
+    from tests.test_end_to_end import SIMPLE
+
+    echo_workflow("flow", SIMPLE)
+    uri = f"sqlite:///{pytester.path / 'traces.db'}"
+    result = pytester.runpytest("--promptab", "flow.yaml", "--promptab-mlflow-uri", uri, "--promptab-mlflow-traces", "4")
+    assert result.ret == 0, result.stdout.str()
+    parents, children = _runs(uri, "echo-flow")
+    runs = {c.info.run_name: c.info.run_id for c in children}
+    client = _client(uri)
+    exp = client.get_experiment_by_name("echo-flow")
+    traces = client.search_traces(locations=[exp.experiment_id], max_results=100)
+    # 4 traces: 2 (case, run) pairs x 2 variants, the failing case "bad" first
+    assert len(traces) == 4
+    seen = {}
+    for trace in traces:
+        tags = trace.info.tags
+        variant = tags["promptab.variant"]
+        assert trace.info.trace_metadata["mlflow.sourceRun"] == runs[variant]
+        seen.setdefault(variant, set()).add((tags["promptab.case"], tags["promptab.run"]))
+        assert [a.name for a in trace.info.assessments] == ["is-yes"]
+        (feedback,) = trace.info.assessments
+        assert feedback.value is (tags["promptab.case"] == "good" and variant == "baseline")
+        spans = {s.name: s for s in trace.data.spans}
+        assert "answer" in spans
+        messages = spans["answer"].inputs["messages"]
+        assert messages[-1]["role"] == "user"
+        if variant == "baseline":
+            assert messages[-1]["content"].startswith("Question: q")
+    assert seen["baseline"] == seen["loud"] == {("bad", "1"), ("bad", "2")}
+    # a run's own traces: what its Traces tab lists
+    mine = client.search_traces(locations=[exp.experiment_id], run_id=runs["loud"])
+    assert {t.info.tags["promptab.variant"] for t in mine} == {"loud"}
+
+    none = pytester.runpytest("--promptab", "flow.yaml", "--promptab-mlflow-uri", uri, "--promptab-mlflow-traces", "0")
+    assert none.ret == 0
+    assert len(client.search_traces(locations=[exp.experiment_id], max_results=100)) == 4

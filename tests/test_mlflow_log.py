@@ -113,11 +113,14 @@ def make_summary(
         bad = variant == "terse"
         gates.append(GateJudgement("cost_usd.mean<=0.00005", "cost_usd.mean", "FAIL", None, 0.00005, variant, 0.0001,
                                    not bad, "xfailed" if bad else "passed", f"{NODEID}::gate[{variant}:cost]", "m"))  # fmt: skip
+        warn = variant == "empathetic"
+        gates.append(GateJudgement("latency_ms.p95<=119", "latency_ms.p95", "WARN", None, 119.0, variant, 120.0,
+                                   not warn, "passed", f"{NODEID}::gate[{variant}:latency]", "w"))  # fmt: skip
     ab = ABTestSummary(
         file="examples/support.yaml", workflow="support-reply", name="reply-tone", nodeid=NODEID, baseline="baseline",
         objective="pass_rate", goal="max", alpha=0.05, variants=summaries, gates=gates, winner="baseline",
         winner_reason="no significant winner", complete=True, failed_runs=0, file_sha256="ab" * 32,
-        experiment=experiment, runs=records,
+        experiment=experiment, runs=records, description="Classify a customer email, then draft a reply.",
     )  # fmt: skip
     return SessionSummary(abtests=[ab])
 
@@ -186,13 +189,13 @@ def read_artifact(client: Any, run_id: str, path: str, dst: Path) -> str:
     return Path(client.download_artifacts(run_id, path, str(dst))).read_text(encoding="utf-8")
 
 
-def load_table(client: Any, experiment_id: str, run_id: str) -> Any:
+def load_table(client: Any, experiment_id: str, run_id: str, name: str = "runs.json") -> Any:
     """``MlflowClient.load_table`` (what the UI's table view reads) searches
     runs through the fluent API, i.e. the global tracking URI."""
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = client._tracking_client.tracking_uri
     try:
-        return client.load_table(experiment_id, "runs.json", run_ids=[run_id])
+        return client.load_table(experiment_id, name, run_ids=[run_id])
     finally:
         if old is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -208,7 +211,14 @@ def assert_layout(client: Any, outcome: LogOutcome, summary: SessionSummary, tmp
     parent = client.get_run(outcome.run_ids[NODEID])
     assert parent.info.experiment_id == experiment.experiment_id
     assert parent.info.status == "FINISHED"
-    assert parent.info.run_name.startswith("reply-tone ")
+    # the experiment: the workflow's description, and the kind that opens the runs view
+    assert experiment.tags["mlflow.note.content"] == "Classify a customer email, then draft a reply."
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # the parent's name tells sessions apart: A/B test, branch@commit, UTC time
+    name = parent.info.run_name
+    assert re.fullmatch(r"\d\d-\d\d \d\d:\d\d:\d\dZ reply-tone( \S+)?", name), name
+    if commit:
+        assert name.endswith(f" reply-tone main@{commit[:7]}")
     tags = parent.data.tags
     assert tags["promptab.version"] == __version__
     assert tags["promptab.file"] == "examples/support.yaml"
@@ -221,14 +231,17 @@ def assert_layout(client: Any, outcome: LogOutcome, summary: SessionSummary, tmp
         assert tags["mlflow.source.git.commit"] == commit
         assert tags["mlflow.source.git.branch"] == "main"
     assert parent.data.params["objective"] == "pass_rate"
-    assert "| empathetic |" in tags["mlflow.note.content"]
+    note = tags["mlflow.note.content"]
+    assert "| empathetic |" in note and "latency_ms.p95<=119 (WARN)" in note
+    assert "cost_usd.mean<=0.00005 (FAIL)" in note
     results = json.loads(read_artifact(client, parent.info.run_id, "results.json", tmp / "p"))
     assert results["abtests"][0]["nodeid"] == NODEID
 
     children = client.search_runs(
         [experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
-    assert sorted(r.info.run_name for r in children) == sorted(VARIANTS)
+    # newest first (MLflow's default order, the UI's too) lists them in the file's order
+    assert [r.info.run_name for r in children] == list(VARIANTS)
     assert {r.info.run_id for r in children} == set(outcome.variant_run_ids[NODEID].values())
     by_name = {r.info.run_name: r for r in children}
     for vs in ab.variants:
@@ -237,8 +250,10 @@ def assert_layout(client: Any, outcome: LogOutcome, summary: SessionSummary, tmp
         p, m, t = run.data.params, run.data.metrics, run.data.tags
         assert t["role"] == vs.role
         assert t["winner"] == ("true" if vs.name == "baseline" else "false")
-        assert t["gate.pass_rate_ge_0.5"] == "passed"
-        assert t["gate.cost_usd.mean_le_0.00005"] == ("xfailed" if vs.name == "terse" else "passed")
+        assert t["gate.pass_rate_ge_0.5"] == "BLOCK_DEPLOY met: passed"
+        bad = vs.name == "terse"
+        assert t["gate.cost_usd.mean_le_0.00005"] == ("FAIL violated: xfailed" if bad else "FAIL met: passed")
+        assert t["gate.latency_ms.p95_le_119"] == ("WARN violated: passed" if vs.name == "empathetic" else "WARN met: passed")
         if commit:
             assert t["mlflow.source.git.commit"] == commit
         assert t["promptab.session"] == tags["promptab.session"]
@@ -247,6 +262,18 @@ def assert_layout(client: Any, outcome: LogOutcome, summary: SessionSummary, tmp
         assert p["settings.reply.max_tokens"] == "300"
         assert p["settings.reply.stop"] == '["\\n\\n"]'
         assert len(p["prompt_hash.reply"]) == 12 and p["prompt_hash.reply"] != p["prompt_hash.classify"]
+        # the prompt text itself, cut at MLflow's 6000-character limit with a marker
+        assert p["system.classify"] == "You are a support triage assistant."
+        assert p["prompt.classify"] == "Classify this email: {{ email }}"
+        if len(vs.prompts["reply"]) <= 6000:
+            assert p["prompt.reply"] == vs.prompts["reply"]
+        else:
+            assert len(p["prompt.reply"]) == 6000
+            assert p["prompt.reply"].startswith(vs.prompts["reply"][:5000])
+            assert p["prompt.reply"].endswith("the full text is the artifact prompts/reply.txt]")
+        # metrics: mean, p50, p95; n and the rest in the aggregates table
+        assert "latency_ms.n" not in m and "tokens_total.n" not in m
+        assert m["error_rate"] == 0.0
         assert m["latency_ms.p95"] == vs.aggregates["latency_ms"]["p95"]
         assert m["latency_ms.mean"] == vs.aggregates["latency_ms"]["mean"]
         assert m["tokens_total.mean"] == vs.aggregates["tokens_total"]["mean"]
@@ -268,11 +295,19 @@ def assert_layout(client: Any, outcome: LogOutcome, summary: SessionSummary, tmp
         assert prompt == vs.prompts["reply"]
         system = read_artifact(client, run.info.run_id, "prompts/classify.system.txt", tmp / vs.name)
         assert system == "You are a support triage assistant."
-        assert json.loads(t["mlflow.loggedArtifacts"]) == [{"path": "runs.json", "type": "table"}]
+        assert json.loads(t["mlflow.loggedArtifacts"]) == [
+            {"path": "runs.json", "type": "table"}, {"path": "aggregates.json", "type": "table"}
+        ]
+        stats = load_table(client, experiment.experiment_id, run.info.run_id, "aggregates.json")
+        assert list(stats.columns) == ["metric", "n", "mean", "std", "min", "max", "p50", "p95", "p99"]
+        row = stats[stats["metric"] == "latency_ms"].iloc[0]
+        assert row["n"] == 6 and row["p95"] == vs.aggregates["latency_ms"]["p95"]
     table = load_table(client, experiment.experiment_id, by_name["terse"].info.run_id)
     assert len(table) == 6 and set(table["variant"]) == {"terse"}
     assert set(table["status"]) == {"passed", "check_failed"}
-    assert table["output.reply"].iloc[0].startswith("Thanks for writing (terse")
+    assert not [c for c in table.columns if "." in c]  # MLflow's table view shows dotted columns blank
+    assert table["output_reply"].iloc[0].startswith("Thanks for writing (terse")
+    assert set(table["check_category"]) == {"pass", "FAIL"}
 
 
 # ---------------------------------------------------------- tracking URI
@@ -537,7 +572,7 @@ def test_mlflow_ui_at_project_root_shows_the_session(ui_project: tuple[Path, Log
         assert expected in body if path == "runs.json" else body == expected
     listing = json.load(urllib.request.urlopen(
         f"{server.uri}/ajax-api/2.0/mlflow/artifacts/list?run_id={terse.info.run_id}", timeout=10))  # fmt: skip
-    assert {f["path"] for f in listing["files"]} == {"prompts", "runs.json"}
+    assert {f["path"] for f in listing["files"]} == {"prompts", "runs.json", "aggregates.json"}
 
 
 @pytest.mark.mlflow

@@ -54,6 +54,7 @@ def summarize(
         failed_runs=sum(v.failed_runs for v in variants),
         file_sha256=loaded.sha256,
         experiment=config.mlflow.experiment or config.name,
+        description=config.description or "",
         runs=all_runs,
         max_error_rate=ab.max_error_rate,
     )

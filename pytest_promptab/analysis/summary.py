@@ -181,6 +181,8 @@ class ABTestSummary:
     failed_runs: int = 0
     file_sha256: str = ""
     experiment: str = ""
+    description: str = ""
+    """The workflow's ``description`` (the MLflow experiment's description)."""
     apply_decision: str | None = None
     mlflow_run_id: str | None = None
     runs: list[RunRecord] = field(default_factory=list)

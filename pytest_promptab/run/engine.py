@@ -26,7 +26,7 @@ from ..workflow.schema import CaseConfig, CheckConfig, ProviderConfig
 from ..workflow.templates import TemplateRenderer
 from ..workflow.variants import ResolvedNode, merge, resolve_nodes
 from .outputs import for_record
-from .records import CheckResult, RunRecord
+from .records import TRACE_KEY, CheckResult, RunRecord, trace_entry
 
 ProviderWrapper = Callable[[Callable[[], Provider], ProviderConfig], Provider]
 """Wraps a provider factory (record/replay); gets the factory so that replay
@@ -136,6 +136,9 @@ class Engine:
                     cost += response.cost_usd
                 if response.extra:
                     record.extra[node.id] = response.extra
+                record.extra.setdefault(TRACE_KEY, []).append(
+                    trace_entry(node.id, messages, response, for_record(response.text))
+                )
                 output: Any = response.text
                 if node.parse == "json":
                     try:

@@ -41,6 +41,24 @@ encode_json = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=Tru
 JavaScript literals (Python's json reads them back), anything that is not
 JSON as its ``str``."""
 
+TRACE_KEY = "@trace"
+"""The ``extra`` key of what an MLflow trace of the run needs: per node, in
+order, its rendered messages, raw output and tokens (no node id can contain
+``@``; latencies are the ``node.<id>.latency_ms`` metrics). Nothing in it
+depends on the clock, so a replayed session's records equal the recorded ones."""
+
+
+def trace_entry(node: str, messages: list[dict[str, str]], response: Any, output: str) -> dict[str, Any]:
+    """One node's part of ``extra[TRACE_KEY]`` (``response``: a ProviderResponse;
+    ``output``: its text as the record keeps it, cut when very long)."""
+    return {
+        "node": node,
+        "messages": [dict(m) for m in messages],
+        "output": output,
+        "tokens_in": response.tokens_in,
+        "tokens_out": response.tokens_out,
+    }
+
 
 @dataclass
 class RunRecord:

@@ -5,7 +5,7 @@ Started by the pytest controller at session start (see
 tracking store while the tests run, so that logging at session end costs
 almost nothing. The protocol, one JSON document per line:
 
-1. stdin, at start: ``{"tracking_uri": ..., "rootdir": ...}`` (the URI may
+1. stdin, at start: ``{"tracking_uri": ..., "traces": N}`` (the URI may
    hold credentials: it never goes through argv or the environment);
 2. stdin, at session end: ``{"summary": <SessionSummary.to_dict()>,
    "tracking_uri": ..., "rootdir": ..., "results_path": ..., "applied":
@@ -36,10 +36,17 @@ from ..analysis.summary import SessionSummary
 
 
 def run_logging(
-    summary: SessionSummary, *, tracking_uri: str, rootdir: Path, results_path: Path, applied: dict[str, str]
+    summary: SessionSummary,
+    *,
+    tracking_uri: str,
+    rootdir: Path,
+    results_path: Path,
+    applied: dict[str, str],
+    traces: int = 0,
 ) -> dict[str, Any]:
     """Log ``summary`` to MLflow, then register the prompts of the applied
-    winners (``applied``: A/B test node id -> variant). Never raises.
+    winners (``applied``: A/B test node id -> variant); at most ``traces``
+    runs are logged as MLflow traces. Never raises.
 
     Returns ``{"ok", "message", "run_ids", "variant_run_ids", "registered",
     "problems"}``: ``registered`` maps a node id to its ``prompts:/`` URIs,
@@ -47,7 +54,9 @@ def run_logging(
     from .log import MlflowLogError, log_session, register_prompts
 
     summary = _text_safe(summary)
-    outcome = log_session(summary, tracking_uri=tracking_uri, rootdir=rootdir, results_path=results_path)
+    outcome = log_session(
+        summary, tracking_uri=tracking_uri, rootdir=rootdir, results_path=results_path, traces=traces
+    )
     answer: dict[str, Any] = {
         "ok": outcome.ok,
         "message": outcome.message,
@@ -55,6 +64,7 @@ def run_logging(
         "variant_run_ids": outcome.variant_run_ids,
         "registered": {},
         "problems": [],
+        "traces": outcome.traces,
     }
     if not outcome.ok:
         return answer
@@ -62,10 +72,16 @@ def run_logging(
         variant = applied.get(ab.nodeid)
         if variant is None:
             continue
+        from .registry import PROMPT_ALIAS, changed_nodes, prompt_model_config
+
+        v = ab.variant(variant)
+        nodes = changed_nodes(ab, variant)
         try:
             answer["registered"][ab.nodeid] = register_prompts(
                 tracking_uri,
-                ab.variant(variant).prompts,
+                {node: v.prompts[node] for node in nodes},
+                model_configs={node: prompt_model_config(v, node) for node in nodes},
+                alias=PROMPT_ALIAS,
                 name_prefix=f"{ab.workflow}.{ab.name}",
                 run_id=outcome.variant_run_ids.get(ab.nodeid, {}).get(variant),
                 tags={"promptab.file": ab.file, "promptab.variant": variant, "promptab.ab_test": ab.name},
@@ -87,7 +103,7 @@ def _text_safe(summary: SessionSummary) -> SessionSummary:
     return SessionSummary.from_dict(clean_data(data))
 
 
-def warm_up(tracking_uri: str) -> None:
+def warm_up(tracking_uri: str, traces: int = 0) -> None:
     """Import mlflow and open the tracking store (MLflow caches it per URI),
     without creating anything: a sqlite database that does not exist yet is
     left for session end, when there is something to log. Never raises; a
@@ -98,6 +114,11 @@ def warm_up(tracking_uri: str) -> None:
         client_class = _client_class()
         with _quiet(), _env(_http_defaults()):
             from mlflow.entities import Metric, Param, RunTag  # noqa: F401
+
+            if traces:  # what the first trace would otherwise pay for at session end
+                import mlflow.tracing.export.mlflow_v3  # noqa: F401
+                import mlflow.tracing.trace_manager  # noqa: F401
+                from mlflow.entities import AssessmentSource, Feedback, SpanType  # noqa: F401
 
             scheme = urlsplit(tracking_uri).scheme.split("+", 1)[0]
             if scheme == "sqlite":
@@ -118,7 +139,7 @@ def serve(stdin: TextIO, answer_to: TextIO) -> int:
     if not hello_line.strip():
         return 0
     hello = json.loads(hello_line)
-    warm_up(hello["tracking_uri"])
+    warm_up(hello["tracking_uri"], int(hello.get("traces") or 0))
     line = stdin.readline()
     if not line.strip():
         return 0  # the controller had nothing to log, or went away
@@ -131,6 +152,7 @@ def serve(stdin: TextIO, answer_to: TextIO) -> int:
             rootdir=Path(request["rootdir"]),
             results_path=Path(request["results_path"]),
             applied=dict(request.get("applied") or {}),
+            traces=int(request.get("traces") or 0),
         )
     except Exception as exc:  # noqa: BLE001 - the controller must get an answer
         from .log import describe_error

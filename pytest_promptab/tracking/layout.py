@@ -32,6 +32,8 @@ MAX_BATCH_BYTES = 800_000  # MLflow refuses log_batch requests over 1 MB
 
 TABLE_TAG = json.dumps([{"path": "runs.json", "type": "table"}])
 """``mlflow.loggedArtifacts``: what ``log_table`` sets so the UI shows a table."""
+TABLES_TAG = json.dumps([{"path": "runs.json", "type": "table"}, {"path": "aggregates.json", "type": "table"}])
+TRUNCATED = "\n[... truncated by promptab: {n} characters in all; the full text is the artifact {path}]"
 
 _SECRET_NAME = re.compile(
     r"(?i)(api[_-]?key|secret|passw(or)?d|authori[sz]ation|credential|cookie|bearer|private"
@@ -96,91 +98,177 @@ def parent_metrics(ab: ABTestSummary) -> dict[str, Any]:
 
 
 def variant_params(ab: ABTestSummary, v: VariantSummary) -> dict[str, Any]:
-    """Identity, model, flattened settings (no secrets) and prompt hashes."""
+    """Identity, model, flattened settings (no secrets), each node's prompt
+    and system text (cut at MLflow's param limit, with a marker) and hashes."""
     params: dict[str, Any] = {"variant": v.name, "role": v.role, "ab_test": ab.name, "workflow": ab.workflow}
     params.update({"model": v.model, "provider.type": v.provider.get("type")})
     for node, settings in v.settings.items():
         flatten(f"settings.{node}", settings, params)
+    for node, text in v.prompts.items():
+        params[f"prompt.{node}"] = param_text(text, f"prompts/{file_name(node)}.txt")
+    for node, text in v.system.items():
+        params[f"system.{node}"] = param_text(text, f"prompts/{file_name(node)}.system.txt")
     params.update({f"prompt_hash.{node}": short_hash(text) for node, text in v.prompts.items()})
     params.update({f"system_hash.{node}": short_hash(text) for node, text in v.system.items()})
     return params
 
 
+KEPT_STATS = ("mean", "p50", "p95")
+"""The per-metric statistics kept as MLflow metrics; the rest go to ``aggregates.json``."""
+TABLE_STATS = ("n", "mean", "std", "min", "max", "p50", "p95", "p99")
+
+
 def variant_metrics(v: VariantSummary) -> dict[str, Any]:
-    """Every aggregate as ``<metric>.<stat>``, the pass rate and, against the
-    baseline, the difference, its interval and p-values."""
-    metrics: dict[str, Any] = {
-        f"{metric}.{stat}": value for metric, stats in v.aggregates.items() for stat, value in stats.items()
-    }
-    metrics.update(pass_rate=v.pass_rate, runs=v.runs, failed_runs=v.failed_runs)
+    """What a person reads and a ``search_runs`` filter needs, rounded to 6
+    significant digits: ``<metric>.mean|p50|p95``, ``pass_rate`` and its
+    interval, ``error_rate``, and against the baseline ``diff``, its interval,
+    ``p_value`` and ``p_adjusted``. n, std, min, max: :func:`aggregates_table`."""
+    metrics: dict[str, Any] = {"pass_rate": v.pass_rate}
     if v.pass_rate_ci:
         metrics["pass_rate_ci_low"], metrics["pass_rate_ci_high"] = v.pass_rate_ci
     if v.comparison is not None:
         c = v.comparison
         metrics.update(diff=c.diff, diff_ci_low=c.ci_low, diff_ci_high=c.ci_high, p_value=c.p_value)
         metrics.update(p_adjusted=c.p_adjusted)
-    return metrics
+    error_rate = getattr(v, "error_rate", None)
+    if error_rate is None and v.runs:
+        error_rate = v.failed_runs / v.runs
+    metrics.update(error_rate=error_rate, runs=v.runs, failed_runs=v.failed_runs)
+    for metric, stats in v.aggregates.items():
+        for stat in KEPT_STATS:
+            if stat in stats:
+                metrics[f"{metric}.{stat}"] = stats[stat]
+    return {k: round6(value) for k, value in metrics.items()}
+
+
+def aggregates_table(v: VariantSummary) -> str:
+    """Every metric's n, mean, std, min, max and percentiles as a table
+    artifact (``aggregates.json``, columns without dots so MLflow renders them)."""
+    columns = ["metric", *TABLE_STATS]
+    data = [
+        [metric, *(round6(stats.get(stat)) if finite(stats.get(stat)) else None for stat in TABLE_STATS)]
+        for metric, stats in v.aggregates.items()
+    ]
+    return json.dumps({"columns": columns, "data": data}, ensure_ascii=False)
+
+
+def gate_text(g: Any) -> str:
+    """A gate tag's value: the action and the outcome, e.g.
+    ``BLOCK_DEPLOY violated: xfailed`` or ``WARN met: passed``."""
+    return f"{g.action} {'met' if g.met else 'violated'}: {g.outcome}"
 
 
 def variant_tags(ab: ABTestSummary, v: VariantSummary, common: dict[str, str]) -> dict[str, str]:
     """Role, winner, comparison, one ``gate.<gate>`` tag per gate, violations."""
-    tags = {**common, "role": v.role, "variant": v.name, "winner": bool_text(v.winner), "mlflow.loggedArtifacts": TABLE_TAG}
+    tags = {**common, "role": v.role, "variant": v.name, "winner": bool_text(v.winner), "mlflow.loggedArtifacts": TABLES_TAG}
     if v.comparison is not None:
         c = v.comparison
         tags.update({"comparison.metric": c.metric, "comparison.test": c.test})
         tags.update(significant=bool_text(c.significant), better=bool_text(c.better))
-    tags.update({"gate." + gate_key(g.gate): g.outcome for g in ab.gates if g.variant == v.name})
+    tags.update({"gate." + gate_key(g.gate): gate_text(g) for g in ab.gates if g.variant == v.name})
     if v.violated:
         tags["violated"] = ", ".join(v.violated)
+    warned = [g.gate for g in ab.gates if g.variant == v.name and not g.met and g.action == "WARN"]
+    if warned:
+        tags["warned"] = ", ".join(warned)
     return tags
 
 
 def variant_files(ab: ABTestSummary, v: VariantSummary) -> dict[str, str]:
-    """Artifact path -> text: the full prompts and systems, and ``runs.json``."""
+    """Artifact path -> text: the full prompts and systems, ``runs.json`` and
+    ``aggregates.json``."""
     files = {f"prompts/{file_name(node)}.txt": text for node, text in v.prompts.items()}
     files.update({f"prompts/{file_name(node)}.system.txt": text for node, text in v.system.items()})
     files["runs.json"] = runs_table(ab, v.name)
+    files["aggregates.json"] = aggregates_table(v)
     return files
-
-
-def applied_tags(linked_prompts: str | None, versions: list[tuple[str, str]], uris: list[str]) -> dict[str, str]:
-    """Tags marking the run whose prompts were applied: ``linked_prompts`` (the
-    run's ``mlflow.linkedPrompts`` JSON) plus the (name, version) registered."""
-    try:
-        linked = json.loads(linked_prompts or "[]")
-    except ValueError:
-        linked = []
-    linked = linked if isinstance(linked, list) else []
-    for name, version in versions:
-        entry = {"name": name, "version": version}
-        if entry not in linked:
-            linked.append(entry)
-    return {
-        "mlflow.linkedPrompts": json.dumps(linked),
-        "promptab.applied": "true",
-        "promptab.applied_prompts": cap(" ".join(uris), MAX_TAG_VALUE),
-    }
 
 
 def runs_table(ab: ABTestSummary, variant: str | None) -> str:
     """The runs as pandas' ``orient="split"`` JSON: what ``log_table`` writes
     and what the MLflow UI and ``MlflowClient.load_table`` read."""
     runs = [r for r in ab.runs if variant is None or r.variant == variant]
-    metric_names = sorted({k for r in runs for k in r.metrics})
+    # a check's score is in its check_<name> column already
+    metric_names = sorted({k for r in runs for k in r.metrics if not k.startswith("check.")})
     check_names = list(dict.fromkeys(c.name for r in runs for c in r.checks))
     output_names = list(dict.fromkeys(k for r in runs for k in r.outputs))
-    columns = ["variant", "case", "run", "status", *metric_names, *(f"check.{n}.passed" for n in check_names)]
-    columns += [*(f"output.{n}" for n in output_names), "failed_checks", "error", "error_node"]
+    columns = ["variant", "case", "run", "status", *(column(f"output_{n}") for n in output_names)]
+    columns += [*(column(f"check_{n}") for n in check_names), "failed_checks", *map(column, metric_names)]
+    columns += ["error", "error_node"]
+    columns = unique(columns)
     data = []
     for r in runs:
-        checks = {c.name: c.passed for c in r.checks}
+        checks = {c.name: c for c in r.checks}
         row: list[Any] = [r.variant, r.case, r.run, r.status]
-        row += [r.metrics[n] if finite(r.metrics.get(n)) else None for n in metric_names]
-        row += [checks.get(n) for n in check_names]
         row += [_text(r.outputs[n]) if n in r.outputs else None for n in output_names]
-        row += [", ".join(c.name for c in r.failed_checks()) or None, r.error, r.error_node]
+        row += [_check_text(checks[n]) if n in checks else None for n in check_names]
+        row += [", ".join(c.name for c in r.failed_checks()) or None]
+        row += [round6(r.metrics[n]) if finite(r.metrics.get(n)) else None for n in metric_names]
+        row += [r.error, r.error_node]
         data.append(row)
     return json.dumps({"columns": columns, "data": data}, ensure_ascii=False, default=str)
+
+
+def column(name: str) -> str:
+    """A table column name MLflow's table view renders: no dots (it reads a
+    dotted name as a path into the row)."""
+    return name.replace(".", "_")
+
+
+def unique(names: list[str]) -> list[str]:
+    """``names`` with repeats suffixed ``_2``, ``_3``..."""
+    out: list[str] = []
+    for name in names:
+        new, n = name, 2
+        while new in out:
+            new, n = f"{name}_{n}", n + 1
+        out.append(new)
+    return out
+
+
+def _check_text(c: Any) -> str:
+    score = "" if c.score is None or c.score in (0, 1) else f" ({c.score:.3g})"
+    return ("pass" if c.passed else "FAIL") + score
+
+
+def round6(value: Any) -> Any:
+    """A finite number at 6 significant digits (``0.000030349999999999996`` ->
+    ``3.035e-05``); anything else unchanged."""
+    if isinstance(value, bool) or not finite(value):
+        return value
+    return float(f"{value:.6g}")
+
+
+def param_text(text: str, artifact: str) -> str:
+    """``text`` as a param value: cut at MLflow's limit, with a marker naming
+    the artifact that holds it whole."""
+    if len(text) <= MAX_PARAM_VALUE:
+        return text
+    marker = TRUNCATED.format(n=len(text), path=artifact)
+    return text[: MAX_PARAM_VALUE - len(marker)] + marker
+
+
+def experiment_tags(ab: ABTestSummary) -> dict[str, str]:
+    """The experiment's description and the kind that opens its runs view."""
+    tags = {"mlflow.experimentKind": "custom_model_development"}
+    if ab.description:
+        tags["mlflow.note.content"] = cap(ab.description, MAX_TAG_VALUE)
+    return tags
+
+
+def parent_run_name(ab: ABTestSummary, common: dict[str, str], now_ms: int) -> str:
+    """``12-01 09:50:12Z reply-tone main@1a2b3c4``: two sessions differ at a
+    glance, in the few characters the runs list shows (the time first; the
+    run's Created column has the year)."""
+    import time
+
+    stamp = time.strftime("%m-%d %H:%M:%SZ", time.gmtime(now_ms / 1000))
+    branch = common.get("mlflow.source.git.branch")
+    commit = common.get("mlflow.source.git.commit", "")[:7]
+    where = "@".join(p for p in (branch, commit) if p)
+    if where and common.get("promptab.git_dirty") == "true":
+        where += "+dirty"
+    return " ".join(p for p in (stamp, ab.name, where) if p)
 
 
 def note(ab: ABTestSummary) -> str:
@@ -195,9 +283,12 @@ def note(ab: ABTestSummary) -> str:
     ]
     for v in ab.variants:
         c = v.comparison
+        broken = [f"{g.gate} ({g.action})" for g in ab.gates if g.variant == v.name and not g.met]
+        if not ab.gates:  # gates not judged yet: the FAIL/BLOCK_DEPLOY violations known at summary time
+            broken = list(v.violated)
         lines.append(
             f"| {v.name}{' (winner)' if v.winner else ''} | {v.role} | {v.runs} | {_fmt(v.pass_rate)} | "
-            f"{_fmt(c.diff if c else None)} | {_fmt(c.p_adjusted if c else None)} | {', '.join(v.violated) or '-'} |"
+            f"{_fmt(c.diff if c else None)} | {_fmt(c.p_adjusted if c else None)} | {', '.join(broken) or '-'} |"
         )
     if not ab.complete:
         lines += ["", "Incomplete: some runs are missing (deselected, -x, or interrupted)."]
@@ -226,11 +317,6 @@ def batches(params: dict[str, Any], metrics: dict[str, Any], tags: dict[str, Any
         metrics_now, m = m[:room], m[room:]
         out.append((metrics_now, params_now, tags_now))
     return out
-
-
-def prompt_name(name: str) -> str:
-    """A valid MLflow prompt name: letters, digits, ``_ - .`` only."""
-    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name).strip(".") or "prompt"
 
 
 def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:

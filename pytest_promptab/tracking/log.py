@@ -33,8 +33,9 @@ from urllib.parse import urlsplit
 
 from ..analysis.summary import ABTestSummary, SessionSummary, VariantSummary
 from ..errors import PromptabError
-from . import layout
-from .layout import MAX_TAG_VALUE, prompt_name
+from . import layout, registry
+from .layout import MAX_TAG_VALUE
+from .registry import prompt_name
 
 __all__ = [
     "HTTP_LIMITS",
@@ -75,6 +76,8 @@ class LogOutcome:
     """``ABTestSummary.nodeid`` -> variant name -> child run id."""
     experiment_ids: dict[str, str] = field(default_factory=dict)
     """``ABTestSummary.nodeid`` -> experiment id."""
+    traces: int = 0
+    """How many runs were logged as traces."""
 
 
 def resolve_tracking_uri(option: str | None, ini: str | None, env: Mapping[str, str], rootdir: Path) -> str:
@@ -91,8 +94,11 @@ def redact_uri(uri: str) -> str:
     return _USERINFO.sub(r"\1***@", uri)
 
 
-def log_session(summary: SessionSummary, *, tracking_uri: str, rootdir: Path, results_path: Path) -> LogOutcome:
-    """Log every A/B test of ``summary`` to ``tracking_uri``. Never raises."""
+def log_session(
+    summary: SessionSummary, *, tracking_uri: str, rootdir: Path, results_path: Path, traces: int = 0
+) -> LogOutcome:
+    """Log every A/B test of ``summary`` to ``tracking_uri``, and at most
+    ``traces`` of its runs as traces (:mod:`.traces`). Never raises."""
     outcome = LogOutcome(ok=True, message="")
     if not summary.abtests:
         outcome.message = "nothing to log to MLflow (no A/B test ran)"
@@ -111,10 +117,15 @@ def log_session(summary: SessionSummary, *, tracking_uri: str, rootdir: Path, re
             for ab in summary.abtests:
                 name = ab.experiment or ab.workflow or "promptab"
                 exp_id = _experiment_id(client, tracking_uri, name, Path(rootdir))
+                _set_experiment_tags(client, exp_id, ab)
                 outcome.experiment_ids[ab.nodeid] = exp_id
                 parent, children = _log_abtest(client, exp_id, ab, common, Path(results_path), created)
                 outcome.run_ids[ab.nodeid] = parent
                 outcome.variant_run_ids[ab.nodeid] = children
+            if traces > 0:
+                from . import traces as traces_mod
+
+                outcome.traces = traces_mod.log_traces(client, summary, outcome, traces, tracking_uri)
         except Exception as exc:  # noqa: BLE001 - nothing may escape into the session
             outcome.ok = False
             outcome.message = describe_error(exc, tracking_uri)
@@ -136,11 +147,14 @@ def register_prompts(
     run_id: str | None,
     tags: dict[str, str],
     commit_message: str | None = None,
+    model_configs: dict[str, dict[str, Any]] | None = None,
+    alias: str | None = None,
 ) -> list[str]:
     """Register each node's prompt as a new version of the prompt
-    ``<name_prefix>.<node>`` (sanitized) in MLflow's prompt registry, link the
-    versions to ``run_id`` and tag it ``promptab.applied=true``. Returns the
-    ``prompts:/<name>/<version>`` URIs. Raises :class:`MlflowLogError`."""
+    ``<name_prefix>.<node>`` (sanitized) in MLflow's prompt registry, with its
+    ``model_configs[node]`` (model, settings, system message), point ``alias``
+    at it, link the versions to ``run_id`` and tag it ``promptab.applied=true``.
+    Returns the ``prompts:/<name>/<version>`` URIs. Raises :class:`MlflowLogError`."""
     client_class = _client_class()
     with _quiet(), _env(_http_defaults()):
         try:
@@ -152,15 +166,19 @@ def register_prompts(
             scope["MLFLOW_EXPERIMENT_ID"] = run.info.experiment_id if run else None
             version_tags = {layout.key(k): layout.cap(str(v), MAX_TAG_VALUE) for k, v in tags.items()}
             with _env(scope):
-                versions = [
-                    client.register_prompt(
+                versions = []
+                for node, template in prompts.items():
+                    version = _register(
+                        client,
                         name=prompt_name(f"{name_prefix}.{node}"),
                         template=template,
                         commit_message=commit_message or f"promptab: applied prompt of node {node}",
-                        tags=dict(version_tags),
+                        tags=dict(version_tags, **({"promptab.run_id": run_id} if run_id else {})),
+                        model_config=(model_configs or {}).get(node),
                     )
-                    for node, template in prompts.items()
-                ]
+                    if alias:
+                        client.set_prompt_alias(version.name, alias, int(version.version))
+                    versions.append(version)
             uris = [f"prompts:/{v.name}/{v.version}" for v in versions]
             if run is not None:
                 _tag_applied(client, run, versions, uris)
@@ -306,12 +324,19 @@ def _experiment_id(client: Any, uri: str, name: str, rootdir: Path) -> str:
         raise
 
 
+def _set_experiment_tags(client: Any, exp_id: str, ab: ABTestSummary) -> None:
+    """Description and kind, set when they differ from what is there."""
+    current = client.get_experiment(exp_id).tags
+    for name, value in layout.experiment_tags(ab).items():
+        if current.get(name) != value:
+            client.set_experiment_tag(exp_id, name, value)
+
+
 def _log_abtest(
     client: Any, exp_id: str, ab: ABTestSummary, common: dict[str, str], results_path: Path, created: list[str]
 ) -> tuple[str, dict[str, str]]:
     now = int(time.time() * 1000)
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now / 1000))
-    parent = client.create_run(exp_id, start_time=now, run_name=f"{ab.name} {stamp}").info.run_id
+    parent = client.create_run(exp_id, start_time=now, run_name=layout.parent_run_name(ab, common, now)).info.run_id
     created.append(parent)
     common = layout.abtest_common_tags(ab, common)
     _log_batch(client, parent, now, layout.parent_params(ab), layout.parent_metrics(ab), layout.parent_tags(ab, common))
@@ -321,8 +346,12 @@ def _log_abtest(
     _log_files(client, parent, files)
 
     children: dict[str, str] = {}
-    for variant in ab.variants:
-        child = client.create_run(exp_id, start_time=now, run_name=variant.name, tags={"mlflow.parentRunId": parent})
+    count = len(ab.variants)
+    for index, variant in enumerate(ab.variants):
+        # created in the file's order; start times one millisecond apart and
+        # falling, so MLflow's default (newest first) lists them in that order
+        start = now + count - index
+        child = client.create_run(exp_id, start_time=start, run_name=variant.name, tags={"mlflow.parentRunId": parent})
         created.append(child.info.run_id)
         children[variant.name] = child.info.run_id
         _log_variant(client, child.info.run_id, now, ab, variant, common)
@@ -364,6 +393,20 @@ def _log_files(client: Any, run_id: str, files: dict[str, str]) -> None:
         client.log_artifacts(run_id, tmp)
 
 
+def _register(client: Any, *, model_config: dict[str, Any] | None, **kwargs: Any) -> Any:
+    """``register_prompt``; a model config MLflow refuses (a setting out of
+    its range) goes whole into ``extra_params`` instead."""
+    if not model_config:
+        return client.register_prompt(**kwargs)
+    try:
+        from mlflow.entities.model_registry.prompt_version import PromptModelConfig
+
+        PromptModelConfig.from_dict(model_config)
+    except Exception:  # noqa: BLE001
+        model_config = {"extra_params": model_config}
+    return client.register_prompt(model_config=model_config, **kwargs)
+
+
 def _tag_applied(client: Any, run: Any, versions: list[Any], uris: list[str]) -> None:
     """Tag the winning run and link the prompt versions to it as
     ``link_prompt_version_to_run`` does (which, in mlflow 3, reads the global
@@ -371,5 +414,5 @@ def _tag_applied(client: Any, run: Any, versions: list[Any], uris: list[str]) ->
     from mlflow.entities import RunTag
 
     registered = [(v.name, str(v.version)) for v in versions]
-    tags = layout.applied_tags(run.data.tags.get("mlflow.linkedPrompts"), registered, uris)
+    tags = registry.applied_tags(run.data.tags.get("mlflow.linkedPrompts"), registered, uris)
     client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()], synchronous=True)

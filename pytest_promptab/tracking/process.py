@@ -53,7 +53,7 @@ def child_command() -> list[str]:
 class MlflowProcess:
     """A running (or failed to start) MLflow logging process."""
 
-    def __init__(self, tracking_uri: str, *, command: list[str] | None = None) -> None:
+    def __init__(self, tracking_uri: str, *, command: list[str] | None = None, traces: int = 0) -> None:
         """Start the process and tell it the tracking URI. Never raises: a
         start failure is remembered and reported by :meth:`log`."""
         self.tracking_uri = tracking_uri
@@ -75,7 +75,7 @@ class MlflowProcess:
         _LIVE.add(self)
         try:
             assert self.proc.stdin is not None
-            self.proc.stdin.write(json.dumps({"tracking_uri": tracking_uri}).encode() + b"\n")
+            self.proc.stdin.write(json.dumps({"tracking_uri": tracking_uri, "traces": traces}).encode() + b"\n")
             self.proc.stdin.flush()
         except OSError:
             pass  # it died already: log() says so, with what it wrote to stderr
