@@ -150,7 +150,9 @@ def test_junitxml_property_of_a_run_is_short_compact_json(pytester: pytest.Pytes
         data = json.loads(value)  # a Python repr ('...', None, True) would not parse
         assert list(data) == RECORD_KEYS and data["file"] == "flow.yaml"
         assert value == compact(data)
-        assert len(value) < 600, len(value)
+        # the old repr was ~2 KB; the record now also carries each node's rendered
+        # messages for its MLflow trace (extra["@trace"]), ~130 characters here
+        assert len(value) < 800, len(value)
     good = next(json.loads(v) for v in values if '"case":"good"' in v and '"variant":"baseline"' in v)
     assert good["status"] == "passed" and good["outputs"] == {"answer": "yes"}
 
