@@ -34,9 +34,11 @@ OUTPUT_CHARS = 1500
 """An output longer than this is cut, with a marker saying how much was left out."""
 RUNS_PER_CELL = 5
 """At most this many runs of one variant on one case are shown."""
-OUTPUT_BUDGET = 6_000_000
+OUTPUT_BUDGET = 4_000_000
 """Characters of output text on the page, roughly; beyond it fewer runs per cell are shown."""
-POINTS_PER_PLOT = 300
+RUN_MARKUP = 400
+"""Characters of markup around one run's outputs, roughly."""
+POINTS_PER_PLOT = 200
 """At most this many dots per variant in a latency or cost strip (an even sample)."""
 DIFF_LINES = 400
 
@@ -73,10 +75,7 @@ def render_html(summary: SessionSummary, title: str = "promptab report") -> str:
 
 
 def page_data(summary: SessionSummary, title: str = "promptab report") -> dict[str, Any]:
-    cells = sum(len(ab.variants) * len(_cases(ab)) for ab in summary.abtests)
-    per_output = OUTPUT_CHARS // 3  # most outputs are far shorter than the cut
-    per_cell = max(1, min(RUNS_PER_CELL, OUTPUT_BUDGET // max(1, cells * per_output)))
-    opts = Options(runs_per_cell=per_cell)
+    opts = sized(summary)
     return {
         "title": title,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -85,8 +84,28 @@ def page_data(summary: SessionSummary, title: str = "promptab report") -> dict[s
         "mlflow_error": summary.mlflow_error,
         "abtests": [abtest_data(ab, opts, summary.mlflow_uri, index=i) for i, ab in enumerate(summary.abtests)],
         "runs_per_cell": opts.runs_per_cell,
+        "max_runs_per_cell": RUNS_PER_CELL,
         "output_chars": opts.output_chars,
     }
+
+
+def sized(summary: SessionSummary) -> Options:
+    """How many runs per cell and how many characters per output the page shows,
+    so its output text stays within about :data:`OUTPUT_BUDGET` characters:
+    first fewer runs per cell (down to one), then shorter cuts (down to 200)."""
+    by_rank = [0] * (RUNS_PER_CELL + 1)  # characters of the runs that are k-th in their cell
+    for ab in summary.abtests:
+        rank: dict[tuple[str, str], int] = defaultdict(int)
+        for r in ab.runs:
+            rank[(r.case, r.variant)] += 1
+            k = rank[(r.case, r.variant)]
+            if k <= RUNS_PER_CELL:
+                by_rank[k] += RUN_MARKUP + sum(min(OUTPUT_CHARS, len(_text(v))) for v in r.outputs.values())
+    for k in range(RUNS_PER_CELL, 0, -1):
+        if sum(by_rank[1 : k + 1]) <= OUTPUT_BUDGET:
+            return Options(runs_per_cell=k)
+    cut = max(200, int(OUTPUT_CHARS * OUTPUT_BUDGET / by_rank[1]))
+    return Options(runs_per_cell=1, output_chars=cut)
 
 
 def abtest_data(ab: ABTestSummary, opts: Options, mlflow_uri: str | None = None, index: int = 0) -> dict[str, Any]:
@@ -100,6 +119,7 @@ def abtest_data(ab: ABTestSummary, opts: Options, mlflow_uri: str | None = None,
         "file": ab.file,
         "verdict": verdict(ab),
         "blocked": blocks_deploy(ab.gates) and not _interrupted(ab),
+        "blocked_by": [f"{g.gate} ({g.variant})" for g in ab.gates if g.outcome == "failed" and g.action == "BLOCK_DEPLOY"],
         "complete": ab.complete,
         "winner_reason": ab.winner_reason,
         "apply_decision": ab.apply_decision,
@@ -221,7 +241,7 @@ def strip_plot(ab: ABTestSummary, metric: str, unit: str) -> dict[str, Any] | No
         if not values:
             rows.append({"name": v.name, "y": y, "box": None, "dots": []})
             continue
-        step = max(1, len(values) // POINTS_PER_PLOT)
+        step = max(1, math.ceil(len(values) / POINTS_PER_PLOT))
         q1, med, q3 = (_quantile(values, q) for q in (0.25, 0.5, 0.75))
         rows.append({
             "name": v.name, "y": y,
@@ -283,13 +303,17 @@ def matrix(ab: ABTestSummary, cases: list[str], opts: Options) -> list[dict[str,
 
 
 def _run(r: RunRecord, opts: Options) -> dict[str, Any]:
+    outputs = {key: _text(value) for key, value in r.outputs.items()}
+    shown = set(outputs.values())
     return {
         "run": r.run,
         "status": r.status,
         "error": r.error,
-        "outputs": [(key, _cut(_text(value), opts.output_chars)) for key, value in r.outputs.items()],
+        "outputs": [(key, _cut(text, opts.output_chars)) for key, text in outputs.items()],
         "failed": [
-            {"name": c.name, "why": _cut(_why(c.detail, c.expected, c.actual), 400)} for c in r.checks if not c.passed
+            {"name": c.name, "why": _cut(_why(c.detail, c.expected, None if isinstance(c.actual, str) and c.actual in shown else c.actual), 400)}
+            for c in r.checks
+            if not c.passed
         ],
         "passed": sum(1 for c in r.checks if c.passed),
     }
