@@ -24,15 +24,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pytest_promptab.analysis.summary import (  # noqa: E402
+from pytest_promptab.analysis.summary import (
     ABTestSummary,
     Comparison,
     GateJudgement,
     SessionSummary,
     VariantSummary,
 )
-from pytest_promptab.checks.result import CheckResult  # noqa: E402
-from pytest_promptab.run.records import RunRecord  # noqa: E402
+from pytest_promptab.checks.result import CheckResult
+from pytest_promptab.run.records import RunRecord
 
 GOALS = {(4, 100, 5): 5_000_000, (50, 200, 2): 15_000_000}
 
@@ -53,45 +53,100 @@ def synthetic(variants: int, cases: int, runs: int, output_chars: int = 3000, se
                 passed += ok
                 records.append(
                     RunRecord(
-                        file="flow.yaml", ab_test="ab", variant=name, case=f"case-{c}", run=run,
+                        file="flow.yaml",
+                        ab_test="ab",
+                        variant=name,
+                        case=f"case-{c}",
+                        run=run,
                         status="passed" if ok else "check_failed",
-                        metrics={"passed": float(ok), "latency_ms": rng.uniform(100, 900), "cost_usd": rng.uniform(1e-5, 9e-5)},
-                        checks=[CheckResult(name="polite", type="contains", passed=ok, score=float(ok),
-                                            expected="thank you", detail=None if ok else "missing 'thank you'")],
-                        outputs={"category": "billing", "reply": ("x" * 60 + "\n") * (output_chars // 61)},
+                        metrics={
+                            "passed": float(ok),
+                            "latency_ms": rng.uniform(100, 900),
+                            "cost_usd": rng.uniform(1e-5, 9e-5),
+                        },
+                        checks=[
+                            CheckResult(
+                                name="polite",
+                                type="contains",
+                                passed=ok,
+                                score=float(ok),
+                                expected="thank you",
+                                detail=None if ok else "missing 'thank you'",
+                            )
+                        ],
+                        outputs={
+                            "category": "billing",
+                            "reply": ("x" * 60 + "\n") * (output_chars // 61),
+                        },
                     )
-                )  # fmt: skip
+                )
             case_means[f"case-{c}"] = {"passed": passed / runs}
             passed_total += passed
         pr = sum(m["passed"] for m in case_means.values()) / cases
         comparison = None
         if vi:
             comparison = Comparison(
-                variant=name, metric="pass_rate", baseline_value=0.5, value=pr, diff=pr - 0.5, ci_low=pr - 0.58,
-                ci_high=pr - 0.42, p_value=0.01, p_adjusted=0.03, test="sign-flip", significant=pr - 0.58 > 0,
+                variant=name,
+                metric="pass_rate",
+                baseline_value=0.5,
+                value=pr,
+                diff=pr - 0.5,
+                ci_low=pr - 0.58,
+                ci_high=pr - 0.42,
+                p_value=0.01,
+                p_adjusted=0.03,
+                test="sign-flip",
+                significant=pr - 0.58 > 0,
                 better=pr - 0.58 > 0,
-            )  # fmt: skip
+            )
         vsums.append(
             VariantSummary(
-                name=name, role="challenger" if vi else "baseline", runs=cases * runs, failed_runs=0, aggregates={},
-                pass_rate=pr, pass_rate_ci=(max(0.0, pr - 0.08), min(1.0, pr + 0.08)), comparison=comparison,
-                prompts={"reply": f"Write a reply.\nBe kind {vi}.\n{{{{ email }}}}"}, case_means=case_means,
-                case_runs={f"case-{c}": runs for c in range(cases)}, passed_runs=passed_total,
-            )  # fmt: skip
+                name=name,
+                role="challenger" if vi else "baseline",
+                runs=cases * runs,
+                failed_runs=0,
+                aggregates={},
+                pass_rate=pr,
+                pass_rate_ci=(max(0.0, pr - 0.08), min(1.0, pr + 0.08)),
+                comparison=comparison,
+                prompts={"reply": f"Write a reply.\nBe kind {vi}.\n{{{{ email }}}}"},
+                case_means=case_means,
+                case_runs={f"case-{c}": runs for c in range(cases)},
+                passed_runs=passed_total,
+            )
         )
     best = max(vsums[1:], key=lambda v: v.pass_rate or 0.0) if variants > 1 else vsums[0]
     best.winner = True
     gates = [
-        GateJudgement(gate="pass_rate>=0.6", metric="pass_rate", action="BLOCK_DEPLOY", min=0.6, max=None, variant=v.name,
-                      value=v.pass_rate, met=(v.pass_rate or 0) >= 0.6,
-                      outcome="passed" if (v.pass_rate or 0) >= 0.6 else "failed", nodeid=f"flow.yaml::ab::gate[{v.name}]",
-                      message=f"{v.name}: pass_rate = {v.pass_rate:.2f}")  # fmt: skip
+        GateJudgement(
+            gate="pass_rate>=0.6",
+            metric="pass_rate",
+            action="BLOCK_DEPLOY",
+            min=0.6,
+            max=None,
+            variant=v.name,
+            value=v.pass_rate,
+            met=(v.pass_rate or 0) >= 0.6,
+            outcome="passed" if (v.pass_rate or 0) >= 0.6 else "failed",
+            nodeid=f"flow.yaml::ab::gate[{v.name}]",
+            message=f"{v.name}: pass_rate = {v.pass_rate:.2f}",
+        )
         for v in vsums
     ]
     ab = ABTestSummary(
-        file="flow.yaml", workflow="synthetic", name="ab", nodeid="flow.yaml::ab", baseline="baseline",
-        objective="pass_rate", goal="max", alpha=0.05, variants=vsums, gates=gates, winner=best.name, runs=records,
-    )  # fmt: skip
+        file="flow.yaml",
+        workflow="synthetic",
+        name="ab",
+        nodeid="flow.yaml::ab",
+        baseline="baseline",
+        objective="pass_rate",
+        goal="max",
+        alpha=0.05,
+        variants=vsums,
+        gates=gates,
+        winner=best.name,
+        runs=records,
+    )
     return SessionSummary(abtests=[ab])
 
 
@@ -113,7 +168,9 @@ def main() -> int:
         size = path.stat().st_size
         met = size <= goal
         ok &= met
-        print(f"{f'{v}x{c}x{r}':>16} {v * c * r:>7} {took:>8.2f} {size / 1e6:>8.2f} {goal / 1e6:>8.0f} {'ok' if met else 'OVER'}")
+        print(
+            f"{f'{v}x{c}x{r}':>16} {v * c * r:>7} {took:>8.2f} {size / 1e6:>8.2f} {goal / 1e6:>8.0f} {'ok' if met else 'OVER'}"
+        )
     print(f"pages in {folder}")
     return 0 if ok else 1
 

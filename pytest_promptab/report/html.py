@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,6 +28,7 @@ from ..analysis.gates import blocks_deploy
 from ..analysis.summary import ABTestSummary, SessionSummary, VariantSummary
 from ..fileio import atomic_write_text
 from ..run.records import RunRecord
+from .htmlcharts import forest_plot, p_text, pct, rate_chart, signed, strip_plot
 
 OUTPUT_CHARS = 1500
 """An output longer than this is cut, with a marker saying how much was left out."""
@@ -38,13 +38,7 @@ OUTPUT_BUDGET = 4_000_000
 """Characters of output text on the page, roughly; beyond it fewer runs per cell are shown."""
 RUN_MARKUP = 400
 """Characters of markup around one run's outputs, roughly."""
-POINTS_PER_PLOT = 200
-"""At most this many dots per variant in a latency or cost strip (an even sample)."""
 DIFF_LINES = 400
-
-ROW_H = 22
-"""Pixels per variant in the charts."""
-CHART_W, LABEL_W, VALUE_W = 820, 170, 230
 
 
 @dataclass
@@ -82,7 +76,10 @@ def page_data(summary: SessionSummary, title: str = "promptab report") -> dict[s
         "interrupted": summary.interrupted,
         "mlflow_uri": _mlflow_base(summary.mlflow_uri),
         "mlflow_error": summary.mlflow_error,
-        "abtests": [abtest_data(ab, opts, summary.mlflow_uri, index=i) for i, ab in enumerate(summary.abtests)],
+        "abtests": [
+            abtest_data(ab, opts, summary.mlflow_uri, index=i, interrupted=summary.interrupted)
+            for i, ab in enumerate(summary.abtests)
+        ],
         "runs_per_cell": opts.runs_per_cell,
         "max_runs_per_cell": RUNS_PER_CELL,
         "output_chars": opts.output_chars,
@@ -108,7 +105,13 @@ def sized(summary: SessionSummary) -> Options:
     return Options(runs_per_cell=1, output_chars=cut)
 
 
-def abtest_data(ab: ABTestSummary, opts: Options, mlflow_uri: str | None = None, index: int = 0) -> dict[str, Any]:
+def abtest_data(
+    ab: ABTestSummary,
+    opts: Options,
+    mlflow_uri: str | None = None,
+    index: int = 0,
+    interrupted: bool = False,
+) -> dict[str, Any]:
     cases = _cases(ab)
     base = mlflow_uri and _mlflow_base(mlflow_uri)
     return {
@@ -118,8 +121,10 @@ def abtest_data(ab: ABTestSummary, opts: Options, mlflow_uri: str | None = None,
         "nodeid": ab.nodeid,
         "file": ab.file,
         "verdict": verdict(ab),
-        "blocked": blocks_deploy(ab.gates) and not _interrupted(ab),
-        "blocked_by": [f"{g.gate} ({g.variant})" for g in ab.gates if g.outcome == "failed" and g.action == "BLOCK_DEPLOY"],
+        "blocked": blocks_deploy(ab.gates) and not interrupted,
+        "blocked_by": [
+            f"{g.gate} ({g.variant})" for g in ab.gates if g.outcome == "failed" and g.action == "BLOCK_DEPLOY"
+        ],
         "complete": ab.complete,
         "winner_reason": ab.winner_reason,
         "apply_decision": ab.apply_decision,
@@ -142,17 +147,13 @@ def abtest_data(ab: ABTestSummary, opts: Options, mlflow_uri: str | None = None,
     }
 
 
-def _interrupted(ab: ABTestSummary) -> bool:
-    return not ab.complete
-
-
 def verdict(ab: ABTestSummary) -> str:
     if ab.has_significant_winner:
         v = ab.variant(ab.winner or "")
         c = v.comparison
         tail = ""
         if c is not None and c.diff is not None:
-            tail = f" ({_signed(c.diff, ab.objective)} {ab.objective} over {ab.baseline}, p={_p(c.p_adjusted)} Holm)"
+            tail = f" ({signed(c.diff, ab.objective)} {ab.objective} over {ab.baseline}, p={p_text(c.p_adjusted)} Holm)"
         return f"Winner: {v.name}{tail}"
     return f"No significant winner: {ab.baseline} (baseline) stays"
 
@@ -166,107 +167,17 @@ def _variant_row(ab: ABTestSummary, v: VariantSummary) -> dict[str, Any]:
         "model": v.model or "",
         "runs": v.runs,
         "failed": v.failed_runs,
-        "rate": _pct(v.pass_rate),
-        "ci": f"[{_pct(v.pass_rate_ci[0])}, {_pct(v.pass_rate_ci[1])}]" if v.pass_rate_ci else "",
+        "rate": pct(v.pass_rate),
+        "ci": f"[{pct(v.pass_rate_ci[0])}, {pct(v.pass_rate_ci[1])}]" if v.pass_rate_ci else "",
         "diff": (
-            f"{_signed(c.diff, ab.objective)} [{_signed(c.ci_low, ab.objective)}, {_signed(c.ci_high, ab.objective)}]"
+            f"{signed(c.diff, ab.objective)} [{signed(c.ci_low, ab.objective)}, {signed(c.ci_high, ab.objective)}]"
             if c is not None and c.diff is not None
             else ""
         ),
-        "p": _p(c.p_adjusted) if c is not None and c.diff is not None else "",
+        "p": p_text(c.p_adjusted) if c is not None and c.diff is not None else "",
         "better": bool(c and c.better),
         "violated": v.violated,
     }
-
-
-# --- charts: coordinates only, the template draws them ---
-
-
-def rate_chart(variants: list[VariantSummary]) -> dict[str, Any]:
-    """Pass rate with its interval per variant, on 0..100%."""
-    rows = []
-    for i, v in enumerate(variants):
-        y = 20 + i * ROW_H + ROW_H / 2
-        if v.pass_rate is None:
-            rows.append({"name": v.name, "y": y, "x": None})
-            continue
-        lo, hi = v.pass_rate_ci or (v.pass_rate, v.pass_rate)
-        rows.append(
-            {"name": v.name, "y": y, "x": _sx(v.pass_rate, 0, 1), "lo": _sx(lo, 0, 1), "hi": _sx(hi, 0, 1),
-             "label": f"{_pct(v.pass_rate)} [{_pct(lo)}, {_pct(hi)}]", "winner": v.winner}
-        )  # fmt: skip
-    ticks = [{"x": _sx(t / 100, 0, 1), "label": f"{t}%"} for t in range(0, 101, 20)]
-    return {"rows": rows, "ticks": ticks, "height": 40 + len(variants) * ROW_H, "width": CHART_W, "left": LABEL_W, "right": CHART_W - VALUE_W + 12}
-
-
-def forest_plot(ab: ABTestSummary) -> dict[str, Any] | None:
-    """Each challenger's difference from the baseline with its Holm-adjusted interval."""
-    comps = [(v, v.comparison) for v in ab.variants if v.comparison is not None and v.comparison.diff is not None]
-    if not comps:
-        return None
-    values = [x for _, c in comps for x in (c.diff, c.ci_low, c.ci_high) if x is not None and math.isfinite(x)]
-    span = max([abs(x) for x in values] + [1e-9]) * 1.1
-    rows = []
-    for i, (v, c) in enumerate(comps):
-        assert c.diff is not None
-        lo = c.ci_low if c.ci_low is not None else c.diff
-        hi = c.ci_high if c.ci_high is not None else c.diff
-        rows.append(
-            {"name": v.name, "y": 20 + i * ROW_H + ROW_H / 2, "x": _sx(c.diff, -span, span),
-             "lo": _sx(lo, -span, span), "hi": _sx(hi, -span, span), "better": c.better,
-             "worse": c.significant and not c.better,
-             "label": f"{_signed(c.diff, ab.objective)} [{_signed(lo, ab.objective)}, {_signed(hi, ab.objective)}] "
-                      f"{c.ci_level * 100:.4g}%"}
-        )  # fmt: skip
-    ticks = [{"x": _sx(t, -span, span), "label": _signed(t, ab.objective)} for t in (-span / 1.1, 0.0, span / 1.1)]
-    return {"rows": rows, "ticks": ticks, "zero": _sx(0.0, -span, span), "height": 40 + len(rows) * ROW_H,
-            "width": CHART_W, "left": LABEL_W, "right": CHART_W - VALUE_W + 12,
-            "baseline": ab.baseline, "objective": ab.objective}  # fmt: skip
-
-
-def strip_plot(ab: ABTestSummary, metric: str, unit: str) -> dict[str, Any] | None:
-    """Per variant: a box (quartiles, median, whiskers at min and max) and an even sample of runs as dots."""
-    per: dict[str, list[float]] = defaultdict(list)
-    for r in ab.runs:
-        value = r.metrics.get(metric)
-        if r.status != "error" and value is not None and math.isfinite(value):
-            per[r.variant].append(value)
-    if not per:
-        return None
-    top = max(max(vs) for vs in per.values()) or 1.0
-    rows = []
-    for i, v in enumerate(ab.variants):
-        values = sorted(per.get(v.name, []))
-        y = 20 + i * ROW_H + ROW_H / 2
-        if not values:
-            rows.append({"name": v.name, "y": y, "box": None, "dots": []})
-            continue
-        step = max(1, math.ceil(len(values) / POINTS_PER_PLOT))
-        q1, med, q3 = (_quantile(values, q) for q in (0.25, 0.5, 0.75))
-        rows.append({
-            "name": v.name, "y": y,
-            "box": {"min": _sx(values[0], 0, top), "q1": _sx(q1, 0, top), "med": _sx(med, 0, top),
-                    "q3": _sx(q3, 0, top), "max": _sx(values[-1], 0, top)},
-            "dots": [_sx(x, 0, top) for x in values[::step]],
-            "label": f"median {_num(med)} {unit}, p95 {_num(_quantile(values, 0.95))}",
-        })  # fmt: skip
-    ticks = [{"x": _sx(top * t / 4, 0, top), "label": _num(top * t / 4)} for t in range(5)]
-    return {"rows": rows, "ticks": ticks, "height": 40 + len(rows) * ROW_H, "width": CHART_W, "left": LABEL_W, "right": CHART_W - VALUE_W + 12,
-            "unit": unit, "metric": metric}  # fmt: skip
-
-
-def _sx(value: float, low: float, high: float) -> float:
-    """x in the plot area (LABEL_W .. CHART_W - 10) of ``value`` on ``low..high``, clamped."""
-    share = (value - low) / (high - low) if high > low else 0.5
-    share = min(1.0, max(0.0, share))
-    return round(LABEL_W + share * (CHART_W - LABEL_W - VALUE_W), 1)
-
-
-def _quantile(values: list[float], q: float) -> float:
-    pos = q * (len(values) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
 
 
 # --- the matrix and the outputs ---
@@ -294,8 +205,8 @@ def matrix(ab: ABTestSummary, cases: list[str], opts: Options) -> list[dict[str,
         for v in ab.variants:
             rate = v.case_means.get(case, {}).get("passed")
             mine = sorted(runs.get((case, v.name), []), key=lambda r: r.run)
-            cells.append({"rate": _pct(rate), "hue": None if rate is None else round(rate * 120),
-                          "title": f"{v.name} on {case}: {_pct(rate)} of {v.case_runs.get(case, 0)} runs"})  # fmt: skip
+            cells.append({"rate": pct(rate), "hue": None if rate is None else round(rate * 120),
+                          "title": f"{v.name} on {case}: {pct(rate)} of {v.case_runs.get(case, 0)} runs"})  # fmt: skip
             columns.append({"variant": v.name, "shown": [_run(r, opts) for r in mine[: opts.runs_per_cell]],
                             "hidden": max(0, len(mine) - opts.runs_per_cell)})  # fmt: skip
         rows.append({"case": case, "cells": cells, "columns": columns})
@@ -311,7 +222,17 @@ def _run(r: RunRecord, opts: Options) -> dict[str, Any]:
         "error": r.error,
         "outputs": [(key, _cut(text, opts.output_chars)) for key, text in outputs.items()],
         "failed": [
-            {"name": c.name, "why": _cut(_why(c.detail, c.expected, None if isinstance(c.actual, str) and c.actual in shown else c.actual), 400)}
+            {
+                "name": c.name,
+                "why": _cut(
+                    _why(
+                        c.detail,
+                        c.expected,
+                        None if isinstance(c.actual, str) and c.actual in shown else c.actual,
+                    ),
+                    400,
+                ),
+            }
             for c in r.checks
             if not c.passed
         ],
@@ -352,17 +273,31 @@ def prompt_diffs(ab: ABTestSummary) -> list[dict[str, Any]]:
         if v.name == ab.baseline:
             continue
         nodes = []
-        for kind, theirs, mine in (("prompt", base.prompts, v.prompts), ("system", base.system, v.system)):
+        for kind, theirs, mine in (
+            ("prompt", base.prompts, v.prompts),
+            ("system", base.system, v.system),
+        ):
             for node in sorted(set(theirs) | set(mine)):
                 a, b = theirs.get(node, ""), mine.get(node, "")
                 if a == b:
                     continue
-                lines = list(difflib.unified_diff(a.splitlines(), b.splitlines(), ab.baseline, v.name, lineterm="", n=2))
+                lines = list(
+                    difflib.unified_diff(
+                        a.splitlines(),
+                        b.splitlines(),
+                        ab.baseline,
+                        v.name,
+                        lineterm="",
+                        n=2,
+                    )
+                )
                 shown = [(_line_kind(line), line) for line in lines[2:DIFF_LINES]]
                 if len(lines) > DIFF_LINES:
                     shown.append(("cut", f"[… cut: {len(lines) - DIFF_LINES} more diff lines]"))
                 nodes.append({"node": node, "kind": kind, "lines": shown})
-        settings = [(node, base.settings.get(node), s) for node, s in v.settings.items() if base.settings.get(node) != s]
+        settings = [
+            (node, base.settings.get(node), s) for node, s in v.settings.items() if base.settings.get(node) != s
+        ]
         out.append({"variant": v.name, "winner": v.winner, "nodes": nodes,
                     "settings": [(n, _text(a), _text(b)) for n, a, b in settings]})  # fmt: skip
     return out
@@ -370,31 +305,6 @@ def prompt_diffs(ab: ABTestSummary) -> list[dict[str, Any]]:
 
 def _line_kind(line: str) -> str:
     return {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "same")
-
-
-# --- formatting ---
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.0f}%"
-
-
-def _signed(value: float | None, metric: str) -> str:
-    if value is None:
-        return "-"
-    if metric == "pass_rate":
-        return f"{value * 100:+.0f}pp"
-    return f"{value:+.3g}"
-
-
-def _p(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def _num(value: float) -> str:
-    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
 def _mlflow_base(uri: str | None) -> str | None:
