@@ -241,7 +241,10 @@ def _run(r: RunRecord, opts: Options) -> dict[str, Any]:
 
 
 def _why(detail: str | None, expected: Any, actual: Any) -> str:
-    parts = [detail] if detail else []
+    """The check's own words when it has them, else what it expected and got."""
+    if detail:
+        return detail
+    parts = []
     if expected is not None:
         parts.append(f"expected {_text(expected)}")
     if actual is not None:
