@@ -16,7 +16,7 @@ POINTS_PER_PLOT = 200
 
 ROW_H = 22
 """Pixels per variant in the charts."""
-CHART_W, LABEL_W, VALUE_W = 820, 170, 230
+CHART_W, LABEL_W, VALUE_W = 880, 170, 280
 
 
 def rate_chart(variants: list[VariantSummary]) -> dict[str, Any]:
@@ -77,7 +77,9 @@ def strip_plot(ab: ABTestSummary, metric: str, unit: str) -> dict[str, Any] | No
             per[r.variant].append(value)
     if not per:
         return None
-    top = max(max(vs) for vs in per.values()) or 1.0
+    highest = max(max(vs) for vs in per.values())
+    # the axis ends a little past the largest p95: one slow first run must not squash every box
+    top = min(highest, 1.25 * max(_quantile(sorted(vs), 0.95) for vs in per.values())) or highest or 1.0
     rows = []
     for i, v in enumerate(ab.variants):
         values = sorted(per.get(v.name, []))
@@ -92,11 +94,12 @@ def strip_plot(ab: ABTestSummary, metric: str, unit: str) -> dict[str, Any] | No
             "box": {"min": _sx(values[0], 0, top), "q1": _sx(q1, 0, top), "med": _sx(med, 0, top),
                     "q3": _sx(q3, 0, top), "max": _sx(values[-1], 0, top)},
             "dots": [_sx(x, 0, top) for x in values[::step]],
-            "label": f"median {_num(med)} {unit}, p95 {_num(_quantile(values, 0.95))}",
+            "label": f"median {_num(med)}, p95 {_num(_quantile(values, 0.95))}"
+                     + (f", max {_num(values[-1])}" if values[-1] > top else ""),
         })  # fmt: skip
     ticks = [{"x": _sx(top * t / 4, 0, top), "label": _num(top * t / 4)} for t in range(5)]
     return {"rows": rows, "ticks": ticks, "height": 40 + len(rows) * ROW_H, "width": CHART_W, "left": LABEL_W, "right": CHART_W - VALUE_W + 12,
-            "unit": unit, "metric": metric}  # fmt: skip
+            "unit": unit, "metric": metric, "clipped": highest > top, "top": _num(top)}  # fmt: skip
 
 
 def _sx(value: float, low: float, high: float) -> float:
