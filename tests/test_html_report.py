@@ -7,6 +7,7 @@ real headless Chromium (skipped when it is not installed)."""
 from __future__ import annotations
 
 import html
+import json
 import re
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pytest_promptab.analysis.summary import SessionSummary
-from pytest_promptab.report.html import RUNS_PER_CELL, render_html, sized, write_html
+from pytest_promptab.report.html import RUNS_PER_CELL, render_html, sized
 
 EVIL = '<script>alert("pwned")</script>'
 
@@ -54,7 +55,7 @@ def report(pytester: pytest.Pytester, echo_workflow) -> tuple[pytest.RunResult, 
 
 def text_of(page: str) -> str:
     """The page's visible text, roughly: tags dropped, entities decoded, spaces collapsed."""
-    page = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S)
+    page = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.DOTALL)
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
 
 
@@ -94,9 +95,9 @@ def test_report_shows_the_verdict_gates_matrix_outputs_and_diff(report: tuple[py
 
 
 def assert_self_contained(page: str) -> None:
-    loads = re.findall(r"""\b(?:src|href|action|poster|data)\s*=\s*["']?\s*((?:https?:)?//[^"'\s>]*)""", page, re.I)
+    loads = re.findall(r"""\b(?:src|href|action|poster|data)\s*=\s*["']?\s*((?:https?:)?//[^"'\s>]*)""", page, re.IGNORECASE)
     assert loads == []
-    assert not re.search(r"""url\(\s*["']?\s*(?:https?:)?//|@import""", page, re.I)
+    assert not re.search(r"""url\(\s*["']?\s*(?:https?:)?//|@import""", page, re.IGNORECASE)
     assert "<link" not in page and "<iframe" not in page
 
 
@@ -122,7 +123,7 @@ def test_mlflow_runs_are_plain_links_without_credentials(pytester: pytest.Pytest
     echo_workflow("flow", WORKFLOW)
     pytester.runpytest("--promptab", "--promptab-no-mlflow")
     summary = SessionSummary.from_dict(
-        __import__("json").loads((pytester.path / ".promptab" / "results.json").read_text())
+        json.loads((pytester.path / ".promptab" / "results.json").read_text())
     )
     summary.mlflow_uri = "https://alice:s3cret@mlflow.example.com:5000/"
     summary.abtests[0].mlflow_run_id = "0123abcd"
@@ -162,7 +163,7 @@ def test_the_page_in_a_headless_browser(report: tuple[pytest.RunResult, str], tm
     done = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", path.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     dom = done.stdout
     assert "</html>" in dom, done.stderr[-2000:]
