@@ -76,8 +76,12 @@ def write_html_report(config: pytest.Config, psession: PromptabSession) -> None:
     assert path is not None and psession.summary is not None
     try:
         write_html(path, psession.summary)
-    except (OSError, UnicodeError) as exc:
+    except OSError as exc:
         record_warning(config, f"the HTML report was not written to {_shown(path)}: {exc}")
+    except Exception as exc:  # a bug in the report must not cost the session its results or exit code
+        record_warning(
+            config, f"the HTML report was not written to {_shown(path)}: unexpected {type(exc).__name__}: {exc}"
+        )
 
 
 def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> None:

@@ -174,3 +174,33 @@ def test_the_page_in_a_headless_browser(report: tuple[pytest.RunResult, str], tm
         assert f"<h4>{name}</h4>" in dom
     assert all(f'data-case="case-{i}"' in dom for i in range(8))
     assert "<script>alert" not in dom and "&lt;script&gt;alert" in dom
+
+
+def test_page_data_verdicts_forest_plot_diffs_and_cuts() -> None:
+    from benchmarks.bench_html import synthetic
+
+    from pytest_promptab.report.html import OUTPUT_CHARS, Options, matrix, prompt_diffs, verdict
+    from pytest_promptab.report.htmlcharts import forest_plot, strip_plot
+
+    ab = synthetic(3, 6, 2, output_chars=OUTPUT_CHARS * 2).abtests[0]
+    ab.winner = ab.baseline
+    for v in ab.variants:
+        v.winner = v.name == ab.baseline
+    assert verdict(ab) == "No significant winner: baseline (baseline) stays"
+    forest = forest_plot(ab)
+    assert forest is not None and [r["name"] for r in forest["rows"]] == ["challenger-1", "challenger-2"]
+    for row in forest["rows"]:  # the zero line sits inside an interval exactly when it straddles 0
+        c = ab.variant(row["name"]).comparison
+        assert c is not None and c.ci_low is not None and c.ci_high is not None
+        assert (row["lo"] <= forest["zero"] <= row["hi"]) == (c.ci_low <= 0 <= c.ci_high)
+    (diff,) = prompt_diffs(ab)[:1]
+    assert ("del", "-Be kind 0.") in diff["nodes"][0]["lines"] and ("add", "+Be kind 1.") in diff["nodes"][0]["lines"]
+    rows = matrix(ab, [f"case-{i}" for i in range(6)], Options(runs_per_cell=1))
+    column = rows[0]["columns"][0]
+    assert len(column["shown"]) == 1 and column["hidden"] == 1
+    reply = dict(column["shown"][0]["outputs"])["reply"]
+    assert reply.endswith("more characters]") and len(reply) < OUTPUT_CHARS + 60
+    ab.runs[0].metrics["latency_ms"] = 1e9  # one very slow run: the axis does not stretch to it
+    plot = strip_plot(ab, "latency_ms", "ms")
+    assert plot is not None and plot["clipped"] and "max 1,000,000,000" in plot["rows"][0]["label"]
+    assert strip_plot(ab, "no_such_metric", "s") is None
