@@ -178,8 +178,13 @@ def test_the_page_in_a_headless_browser(report: tuple[pytest.RunResult, str], tm
 
 def test_page_data_verdicts_forest_plot_diffs_and_cuts() -> None:
     from benchmarks.bench_html import synthetic
-
-    from pytest_promptab.report.html import OUTPUT_CHARS, Options, matrix, prompt_diffs, verdict
+    from pytest_promptab.report.html import (
+        OUTPUT_CHARS,
+        Options,
+        matrix,
+        prompt_diffs,
+        verdict,
+    )
     from pytest_promptab.report.htmlcharts import forest_plot, strip_plot
 
     ab = synthetic(3, 6, 2, output_chars=OUTPUT_CHARS * 2).abtests[0]
