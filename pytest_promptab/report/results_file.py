@@ -11,9 +11,8 @@ at every write.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .. import __version__
 from ..analysis.summary import ABTestSummary, SessionSummary, plain
