@@ -40,6 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="exit code when a BLOCK_DEPLOY gate fails (default 10)")
     group.addoption("--promptab-json", default=None, metavar="PATH",
                     help="results file (default .promptab/results.json under the rootdir)")
+    group.addoption("--promptab-html", default=None, metavar="PATH",
+                    help="write a self-contained HTML report of the session to PATH")
     group.addoption("--promptab-mlflow-uri", default=None, metavar="URI", help="MLflow tracking URI")
     group.addoption("--promptab-no-mlflow", action="store_true", default=False, help="do not log to MLflow")
     group.addoption("--promptab-mlflow-traces", type=int, default=50, metavar="N",
@@ -50,6 +52,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("promptab_cache", default="off", help="off, record, replay or auto")
     parser.addini("promptab_block_exit_code", default="10", help="exit code when a BLOCK_DEPLOY gate fails")
     parser.addini("promptab_json", default="", help="results file")
+    parser.addini("promptab_html", default="", help="HTML report file (none when empty)")
     parser.addini("promptab_mlflow_uri", default="", help="MLflow tracking URI")
 
 
@@ -100,6 +103,7 @@ def read_options(config: pytest.Config) -> PromptabOptions:
     if runs is not None and not 1 <= runs <= 100_000:
         raise pytest.UsageError("--promptab-runs must be from 1 to 100000 (as ab_test.runs)")
     json_path = pick("promptab_json", "promptab_json")
+    html_path = pick("promptab_html", "promptab_html")
     return PromptabOptions(
         rootdir=config.rootpath,
         concurrency=concurrency,
@@ -108,6 +112,7 @@ def read_options(config: pytest.Config) -> PromptabOptions:
         apply_best=bool(config.getoption("promptab_apply_best")),
         block_exit_code=block,
         json_path=Path(json_path).resolve() if json_path else None,
+        html_path=Path(html_path).resolve() if html_path else None,
         mlflow_uri=config.getoption("promptab_mlflow_uri"),
         mlflow_ini=config.getini("promptab_mlflow_uri") or None,
         no_mlflow=bool(config.getoption("promptab_no_mlflow")),

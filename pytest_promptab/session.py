@@ -45,6 +45,8 @@ class PromptabOptions:
     apply_best: bool = False
     block_exit_code: int = 10
     json_path: Path | None = None
+    html_path: Path | None = None
+    """``--promptab-html``: where the HTML report goes (none when not given)."""
     mlflow_uri: str | None = None
     mlflow_ini: str | None = None
     no_mlflow: bool = False

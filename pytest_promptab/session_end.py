@@ -54,6 +54,8 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
                 f"MLflow logging failed: {problem}. Nothing is lost: every result is in {_shown(psession.options.results_path)}",
             )
         psession.write_results()  # now with the MLflow run ids
+    if psession.options.html_path is not None:
+        write_html_report(config, psession)
     if not summary.interrupted and session.exitstatus == 1:
         from .analysis.tolerance import exit_code_ignores_failures
 
@@ -63,6 +65,23 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
     if not summary.interrupted and session.exitstatus in (0, 1):
         if any(blocks_deploy(ab.gates) for ab in summary.abtests):
             session.exitstatus = psession.options.block_exit_code
+
+
+def write_html_report(config: pytest.Config, psession: PromptabSession) -> None:
+    """``--promptab-html``: the HTML report, after the results file (and the
+    MLflow run ids, which it links to). A failure is a warning, never a crash."""
+    from .report.html import write_html
+
+    path = psession.options.html_path
+    assert path is not None and psession.summary is not None
+    try:
+        write_html(path, psession.summary)
+    except OSError as exc:
+        record_warning(config, f"the HTML report was not written to {_shown(path)}: {exc}")
+    except Exception as exc:  # a bug in the report must not cost the session its results or exit code
+        record_warning(
+            config, f"the HTML report was not written to {_shown(path)}: unexpected {type(exc).__name__}: {exc}"
+        )
 
 
 def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> None:
@@ -76,6 +95,9 @@ def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> 
             tr.write_line(line)
         tr.write_line("")
     tr.write_line(f"results: {_shown(psession.options.results_path)}")
+    html = psession.options.html_path
+    if html is not None and html.exists():
+        tr.write_line(f"HTML report: {_shown(html)}")
     if summary.mlflow_uri and not summary.mlflow_error:
         experiments = ", ".join(sorted({ab.experiment for ab in summary.abtests}))
         tr.write_line(f"MLflow: {_safe_uri(summary.mlflow_uri)} (experiment {experiments}); {_how_to_open(summary.mlflow_uri, psession)}")
