@@ -54,6 +54,9 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
                 f"MLflow logging failed: {problem}. Nothing is lost: every result is in {_shown(psession.options.results_path)}",
             )
         psession.write_results()  # now with the MLflow run ids
+    problem = psession.save_history()  # a completed session is kept in .promptab/history/
+    if problem:
+        record_warning(config, problem)
     if not summary.interrupted and session.exitstatus == 1:
         from .analysis.tolerance import exit_code_ignores_failures
 
@@ -76,6 +79,8 @@ def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> 
             tr.write_line(line)
         tr.write_line("")
     tr.write_line(f"results: {_shown(psession.options.results_path)}")
+    if psession.history_path:
+        tr.write_line(f"history: {psession.history_path}")
     if summary.mlflow_uri and not summary.mlflow_error:
         experiments = ", ".join(sorted({ab.experiment for ab in summary.abtests}))
         tr.write_line(f"MLflow: {_safe_uri(summary.mlflow_uri)} (experiment {experiments}); {_how_to_open(summary.mlflow_uri, psession)}")
