@@ -74,10 +74,10 @@ def reference_for(psession: PromptabSession, nodeid: str) -> tuple[SavedSession 
         if saved.abtest(nodeid) is None:
             return None, f"nothing to compare: {psession.options.compare_to} has no A/B test {nodeid}"
         return saved, files.shown_path(saved.path)
-    saved = files.find_reference(psession.options.rootdir, nodeid, _branch(psession))
-    if saved is None:
+    found = files.find_reference(psession.options.rootdir, nodeid, _branch(psession))
+    if found is None:
         return None, "nothing to compare: no earlier accepted session of this A/B test in .promptab/history/"
-    return saved, files.shown_path(saved.path)
+    return found, files.shown_path(found.path)
 
 
 def compare_abtest(psession: PromptabSession, ab: ABTestSummary, candidate: str, *, judge: bool) -> None:
