@@ -53,16 +53,14 @@ def wants_compare(psession: PromptabSession, loaded: LoadedWorkflow | None) -> b
     return bool(o.compare or o.compare_to or o.compare_fail or (loaded and loaded.config.ab_test.regression))
 
 
-_BRANCH: dict[str, str | None] = {}
-
-
 def _branch(psession: PromptabSession) -> str | None:
-    key = str(psession.options.rootdir)
-    if key not in _BRANCH:
+    """The current branch, asked once per session."""
+    if "_git_branch" not in psession.__dict__:
         from .gitinfo import git_info
 
-        _BRANCH[key] = git_info(psession.options.rootdir).get("branch")
-    return _BRANCH[key]
+        psession.__dict__["_git_branch"] = git_info(psession.options.rootdir).get("branch")
+    branch: str | None = psession.__dict__["_git_branch"]
+    return branch
 
 
 def reference_for(psession: PromptabSession, nodeid: str) -> tuple[SavedSession | None, str]:
