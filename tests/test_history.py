@@ -179,3 +179,13 @@ def test_console_script_prints_the_comparison_and_lists_history(pytester: pytest
     assert "flow.yaml::ab: accepted" in listed.stdout
     bad = subprocess.run([*cli, "compare", "nope.json", str(new)], **env_cwd)  # type: ignore[call-overload]
     assert bad.returncode == 4 and "does not exist" in bad.stderr
+
+
+def test_ini_compare_to_is_relative_to_the_rootdir(pytester: pytest.Pytester, echo_workflow) -> None:
+    echo_workflow("flow", flow(GOOD))
+    assert run(pytester, "--promptab-json=approved/results.json").ret == 0
+    pytester.makeini("[pytest]\npromptab_compare_to = approved/results.json\n")
+    echo_workflow("flow", flow(BROKEN))
+    result = run(pytester)
+    assert result.ret == 0  # no regression gate: the comparison is reported, the exit code unchanged
+    result.stdout.fnmatch_lines(["*vs reference approved?results.json*", "*cases worse: c: 100% -> 0%, d: 100% -> 0%*"])
