@@ -1,8 +1,8 @@
 """The ``promptab`` console script (SPEC 12), offline, without pytest:
 
 - ``promptab compare OLD NEW``: each A/B test of NEW against the same A/B test
-  of OLD (history or results files), the same "vs reference" tables a
-  ``--promptab-compare`` session prints;
+  of OLD (history or results files): the same tables, with their "vs reference"
+  part, that a ``--promptab-compare`` session prints;
 - ``promptab history``: the saved sessions under ``.promptab/history/``.
 
 It imports nothing heavy until a subcommand needs it. Exit codes: 0; 1 when
@@ -13,6 +13,7 @@ It imports nothing heavy until a subcommand needs it. Exit codes: 0; 1 when
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -43,8 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _compare(old_path: str, new_path: str) -> int:
-    from .analysis.regression import compare_abtests, vs_reference_lines
+    from .analysis.regression import compare_abtests
     from .report.history import load_saved, shown_path
+    from .report.table import render_abtest
 
     old, new = load_saved(old_path, what="OLD"), load_saved(new_path, what="NEW")
     worse = False
@@ -52,14 +54,15 @@ def _compare(old_path: str, new_path: str) -> int:
     for ab in new.summary.abtests:
         ref_ab = old.abtest(ab.nodeid)
         candidate, ref_candidate = new.candidate(ab.nodeid), old.candidate(ab.nodeid)
-        print(ab.nodeid)
         if ref_ab is None or candidate is None or ref_candidate is None:
-            print(f"  nothing to compare: {shown_path(old.path)} has no A/B test {ab.nodeid}")
+            print(f"{ab.nodeid}: nothing to compare: {shown_path(old.path)} has no A/B test {ab.nodeid}")
             continue
         compared += 1
         vs = compare_abtests(ab, candidate, ref_ab, ref_candidate, shown_path(old.path))
-        for line in vs_reference_lines(vs):
-            print(f"  {line}")
+        ab.vs_reference, ab.compare_note = vs, None
+        print()
+        for line in render_abtest(ab, width=shutil.get_terminal_size((100, 24)).columns):
+            print(line)
         objective = vs["changes"][0] if vs["changes"] else None
         if objective and objective["significant"] and objective["cases_worse"]:
             worse = True
