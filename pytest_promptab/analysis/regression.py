@@ -183,7 +183,9 @@ def _fisher(before: list[float], after: list[float]) -> float | None:
 def _welch(before: list[float], after: list[float]) -> float | None:
     if len(before) < 2 or len(after) < 2:
         return None
-    from scipy.special import stdtr  # Student's t CDF: a ufunc, far cheaper than scipy.stats per case
+    from scipy.special import (
+        stdtr,  # Student's t CDF: a ufunc, far cheaper than scipy.stats per case
+    )
 
     sa, sb = _stat(after, "std") or 0.0, _stat(before, "std") or 0.0
     na, nb = len(after), len(before)
