@@ -32,7 +32,9 @@ def mark_report(report: pytest.TestReport, verdict: GateVerdict) -> None:
     path, lineno = report.location[0], report.location[1] or 0
     if verdict.outcome == "failed":
         report.outcome = "failed"
-        report.longrepr = ShortFailure(f"gate violated: {verdict.message}", path, lineno)  # type: ignore[assignment]
+        regression = verdict.judgement is not None and verdict.judgement.gate.startswith("regression:")
+        head = "regression" if regression else "gate violated"
+        report.longrepr = ShortFailure(f"{head}: {verdict.message}", path, lineno)  # type: ignore[assignment]
     elif verdict.outcome == "xfailed":
         report.outcome = "skipped"
         report.wasxfail = verdict.message  # type: ignore[attr-defined]

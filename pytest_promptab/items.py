@@ -86,6 +86,17 @@ class ABTestCollector(pytest.Collector):
                 yield GateItem.from_parent(
                     self, name=f"gate[{param}]", nodeid=child_id(self, "gate", param), variant=variant, total_runs=len(jobs)
                 )
+        from .history import regression_specs
+
+        for spec in regression_specs(psession, self.loaded):
+            for variant in ab.variant_names:
+                if spec.variants is not None and variant not in spec.variants:
+                    continue
+                param = f"{variant}:{spec.label}"
+                yield RegressionItem.from_parent(
+                    self, name=f"regression[{param}]", nodeid=child_id(self, "regression", param),
+                    variant=variant, total_runs=len(jobs),
+                )
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, (self.loaded.line("ab_test") or 1) - 1, self.name
@@ -160,6 +171,12 @@ class GateItem(pytest.Item):
     def reportinfo(self) -> tuple[Path, int | None, str]:
         loaded: LoadedWorkflow = self.parent.loaded  # type: ignore[union-attr]
         return self.path, (loaded.line("ab_test") or 1) - 1, f"promptab {self.name}"
+
+
+class RegressionItem(GateItem):
+    """One regression gate judged for one variant against the reference
+    session's deploy candidate (SPEC 12): a gate in every other respect
+    (ordered after the runs, judged when it runs, the same outcomes)."""
 
 
 def child_id(parent: pytest.Collector, name: str, params: str) -> Any:

@@ -47,6 +47,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--promptab-mlflow-traces", type=int, default=50, metavar="N",
                     help="MLflow traces logged per session, the same cases in every variant, "
                          "failed runs first (default 50; 0: none)")
+    group.addoption("--promptab-no-history", action="store_true", default=False,
+                    help="do not save this session under .promptab/history/")
+    group.addoption("--promptab-compare", action="store_true", default=False,
+                    help="compare each A/B test with its latest earlier accepted session")
+    group.addoption("--promptab-compare-to", default=None, metavar="REF",
+                    help="compare with REF: a history file or a results file (implies comparing)")
+    group.addoption("--promptab-compare-fail", action="append", default=[], metavar="METRIC:TOL",
+                    help="fail on a regression of METRIC beyond TOL (0.05 absolute, 20%% relative); repeatable")
     parser.addini("promptab", type="bool", default=False, help="collect and run promptab workflow files")
     parser.addini("promptab_concurrency", default="8", help="provider calls in flight")
     parser.addini("promptab_cache", default="off", help="off, record, replay or auto")
@@ -54,6 +62,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("promptab_json", default="", help="results file")
     parser.addini("promptab_html", default="", help="HTML report file (none when empty)")
     parser.addini("promptab_mlflow_uri", default="", help="MLflow tracking URI")
+    parser.addini("promptab_compare_to", default="", help="reference to compare with (history or results file)")
 
 
 def _session(config: pytest.Config) -> PromptabSession | None:
@@ -104,6 +113,7 @@ def read_options(config: pytest.Config) -> PromptabOptions:
         raise pytest.UsageError("--promptab-runs must be from 1 to 100000 (as ab_test.runs)")
     json_path = pick("promptab_json", "promptab_json")
     html_path = pick("promptab_html", "promptab_html")
+    compare_to, compare_fail = _compare_options(config)
     return PromptabOptions(
         rootdir=config.rootpath,
         concurrency=concurrency,
@@ -118,7 +128,41 @@ def read_options(config: pytest.Config) -> PromptabOptions:
         no_mlflow=bool(config.getoption("promptab_no_mlflow")),
         mlflow_traces=max(0, int(config.getoption("promptab_mlflow_traces"))),
         verbose=config.option.verbose,
+        no_history=bool(config.getoption("promptab_no_history")),
+        compare=bool(config.getoption("promptab_compare")) or bool(compare_to) or bool(compare_fail),
+        compare_to=compare_to,
+        compare_fail=compare_fail,
     )
+
+
+def _compare_options(config: pytest.Config) -> tuple[str | None, list[tuple[str, Any]]]:
+    """``--promptab-compare-to`` / ini ``promptab_compare_to`` (checked now:
+    a bad reference is a usage error) and the ``--promptab-compare-fail`` gates."""
+    from .errors import PromptabError
+    from .workflow.regression_spec import parse_compare_fail
+
+    try:
+        compare_fail = [parse_compare_fail(spec) for spec in config.getoption("promptab_compare_fail") or []]
+    except ValueError as exc:
+        raise pytest.UsageError(f"promptab: {exc}") from None
+    ref = config.getoption("promptab_compare_to") or config.getini("promptab_compare_to") or None
+    if ref is None:
+        return None, compare_fail
+    if str(ref).startswith("mlflow:"):
+        raise pytest.UsageError(
+            f"--promptab-compare-to {ref}: mlflow: references are not supported yet; "
+            "name a history file (.promptab/history/...) or a results.json"
+        )
+    path = Path(ref)
+    if not path.is_absolute():
+        path = (Path.cwd() / path) if config.getoption("promptab_compare_to") else config.rootpath / path
+    from .report.history import load_saved
+
+    try:
+        load_saved(path, what="--promptab-compare-to")
+    except PromptabError as exc:
+        raise pytest.UsageError(f"promptab: {exc}") from None
+    return str(path), compare_fail
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

@@ -52,6 +52,12 @@ class PromptabOptions:
     no_mlflow: bool = False
     mlflow_traces: int = 50
     verbose: int = 0
+    no_history: bool = False
+    compare: bool = False
+    """``--promptab-compare`` (or implied by ``--promptab-compare-to``/``-fail``)."""
+    compare_to: str | None = None
+    compare_fail: list[tuple[str, Any]] = field(default_factory=list)
+    """``(metric, Tolerance)`` of each ``--promptab-compare-fail``."""
 
     @property
     def results_path(self) -> Path:
@@ -126,6 +132,8 @@ class PromptabSession:
     _ahead_sent: int = 0
     """How many of ``_ahead`` went to the runner."""
     _mlflow_process: MlflowProcess | None = None
+    history_path: str | None = None
+    """Where this session was saved (.promptab/history/...), once it was."""
 
     def __post_init__(self) -> None:
         from .workflow.callables import clear_cache
@@ -258,6 +266,8 @@ class PromptabSession:
                 ab.gates = [j for j in ab.gates if j.nodeid in self.reported_gates]
             else:
                 ab = self._summarize_one(display, analysis)
+                if ab is not None and not interrupted:
+                    self.compare(ab, ab.baseline, judge=False)
             if ab is not None:
                 summary.abtests.append(ab)
         self.summary = summary
@@ -286,6 +296,8 @@ class PromptabSession:
             return GateVerdict("skipped", f"partial selection: {selected} of {total} runs")
         ab = self.judge_abtest(str(pending["file"]))
         judgement = self.judgements.get(nodeid)
+        if judgement is None and ab is not None and ab.compare_note and "::regression[" in nodeid:
+            return GateVerdict("skipped", ab.compare_note)
         if ab is None or judgement is None:
             return GateVerdict("skipped", f"no completed run of {pending.get('variant')!r} to judge")
         self.reported_gates.add(nodeid)
@@ -311,9 +323,23 @@ class PromptabSession:
             if decision.applied and decision.variant:
                 candidate = self.apply_candidates[ab.nodeid] = decision.variant
         analysis.judge_gates(ab, self.workflows[display], candidate)
+        self.compare(ab, candidate, judge=True)
         self.judgements.update((j.nodeid, j) for j in ab.gates)
         self.judged[display] = ab
         return ab
+
+    # -- history and regression (SPEC 12): see .history ------------------
+    def compare(self, ab: ABTestSummary, candidate: str, *, judge: bool) -> None:
+        from .history import compare_abtest
+
+        compare_abtest(self, ab, candidate, judge=judge)
+
+    def save_history(self) -> str | None:
+        """Save the session under .promptab/history/ (unless turned off or
+        interrupted); returns a warning text when it could not be written."""
+        from .history import save_session
+
+        return save_session(self)
 
     def write_results(self) -> Path:
         from .report.results_file import write_results

@@ -56,6 +56,9 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
         psession.write_results()  # now with the MLflow run ids
     if psession.options.html_path is not None:
         write_html_report(config, psession)
+    problem = psession.save_history()  # a completed session is kept in .promptab/history/
+    if problem:
+        record_warning(config, problem)
     if not summary.interrupted and session.exitstatus == 1:
         from .analysis.tolerance import exit_code_ignores_failures
 
@@ -98,6 +101,8 @@ def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> 
     html = psession.options.html_path
     if html is not None and html.exists():
         tr.write_line(f"HTML report: {_shown(html)}")
+    if psession.history_path:
+        tr.write_line(f"history: {psession.history_path}")
     if summary.mlflow_uri and not summary.mlflow_error:
         experiments = ", ".join(sorted({ab.experiment for ab in summary.abtests}))
         tr.write_line(f"MLflow: {_safe_uri(summary.mlflow_uri)} (experiment {experiments}); {_how_to_open(summary.mlflow_uri, psession)}")

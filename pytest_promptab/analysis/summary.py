@@ -189,6 +189,11 @@ class ABTestSummary:
     max_error_rate: float = 0.05
     design: DesignNote | None = None
     """What the design can decide: the unit, cases, runs, power."""
+    vs_reference: dict[str, Any] | None = None
+    """The comparison with the reference session (SPEC 12), plain data made by
+    :func:`pytest_promptab.analysis.regression.compare_abtests`."""
+    compare_note: str | None = None
+    """Why nothing was compared (e.g. no earlier accepted session)."""
 
     @property
     def has_significant_winner(self) -> bool:

@@ -150,6 +150,13 @@ def render_abtest(summary: ABTestSummary, *, verbose: bool = False, width: int |
         lines += _wrap("note: not every run of this A/B test ran (deselected or stopped early)", width)
     for line in verdict_lines(summary):
         lines += _wrap(line, width)
+    if summary.vs_reference is not None:
+        from ..analysis.regression import vs_reference_lines
+
+        for line in vs_reference_lines(summary.vs_reference):
+            lines += _wrap(line, width, indent="    ")
+    elif summary.compare_note:
+        lines += _wrap(f"vs reference: {summary.compare_note}", width)
     violated = [g for g in summary.gates if not g.met]
     if violated:
         lines.append("gates violated:")

@@ -226,6 +226,46 @@ class GateConfig(_Model):
         return base, stat
 
 
+class RegressionConfig(_Model):
+    """``{metric, max_drop | max_rise, action}``: a regression gate against the
+    reference session (SPEC 12). ``max_drop`` for a metric where higher is
+    better, ``max_rise`` where lower is; a number is absolute, ``N%`` relative."""
+
+    metric: str
+    max_drop: float | str | None = None
+    max_rise: float | str | None = None
+    action: GateAction = "FAIL"
+    variants: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_tolerance(self) -> RegressionConfig:
+        from .regression_spec import parse_tolerance
+
+        if (self.max_drop is None) == (self.max_rise is None):
+            raise ValueError("a regression gate needs exactly one of 'max_drop' (higher is better) or 'max_rise' (lower is better)")
+        key = "max_drop" if self.max_drop is not None else "max_rise"
+        try:
+            parse_tolerance(getattr(self, key))
+        except ValueError as exc:
+            raise LocatedValueError(str(exc), (key,)) from None
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.max_drop is not None
+
+    @property
+    def tolerance_text(self) -> str:
+        from .regression_spec import parse_tolerance
+
+        return parse_tolerance(self.max_drop if self.max_drop is not None else self.max_rise).label
+
+    @property
+    def label(self) -> str:
+        """``pass_rate:0.05`` (the item's parameter: ``<variant>:<label>``)."""
+        return f"{self.metric}:{self.tolerance_text}"
+
+
 class ABTestConfig(_Model):
     name: str = Field(min_length=1)
     description: str | None = None
@@ -238,6 +278,8 @@ class ABTestConfig(_Model):
     """The share of a variant's runs that may FAIL (not complete) and still
     let apply-best write it, and not fail the session (see the README)."""
     gates: list[GateConfig] = Field(default_factory=list)
+    regression: list[RegressionConfig] = Field(default_factory=list)
+    """Regression gates against the reference session (SPEC 12)."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> ABTestConfig:
@@ -335,6 +377,19 @@ class WorkflowConfig(_Model):
                         f"gate on {gate.metric!r} names unknown variant {name!r}; "
                         f"variants are: {', '.join(self.ab_test.variant_names)}",
                         ("ab_test", "gates", g_index, "variants"),
+                    )
+        for r_index, reg in enumerate(self.ab_test.regression):
+            if reg.metric != "error_rate":
+                try:
+                    _check_metric_name(reg.metric, known, what="regression")
+                except ValueError as exc:
+                    raise LocatedValueError(str(exc), ("ab_test", "regression", r_index, "metric")) from None
+            for name in reg.variants or ():
+                if name not in self.ab_test.variant_names:
+                    raise LocatedValueError(
+                        f"regression gate on {reg.metric!r} names unknown variant {name!r}; "
+                        f"variants are: {', '.join(self.ab_test.variant_names)}",
+                        ("ab_test", "regression", r_index, "variants"),
                     )
         objective = self.ab_test.objective
         if objective.metric != "pass_rate" and objective.run_metric not in known:

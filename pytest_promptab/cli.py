@@ -1,0 +1,104 @@
+"""The ``promptab`` console script (SPEC 12), offline, without pytest:
+
+- ``promptab compare OLD NEW``: each A/B test of NEW against the same A/B test
+  of OLD (history or results files): the same tables, with their "vs reference"
+  part, that a ``--promptab-compare`` session prints;
+- ``promptab history``: the saved sessions under ``.promptab/history/``.
+
+It imports nothing heavy until a subcommand needs it. Exit codes: 0; 1 when
+``compare`` finds the deploy candidate significantly worse on the objective;
+2 for usage; 4 for a file that cannot be read as a promptab results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+from typing import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="promptab", description="promptab sessions, offline")
+    sub = parser.add_subparsers(dest="command", required=True)
+    compare = sub.add_parser("compare", help="compare two history or results files (OLD -> NEW)")
+    compare.add_argument("old", help="the reference: a history file or a results.json")
+    compare.add_argument("new", help="the session held against it")
+    history = sub.add_parser("history", help="list the sessions saved under .promptab/history/")
+    history.add_argument("--rootdir", default=".", help="the project root (default: the current folder)")
+    sub.add_parser("apply", help="apply a saved session's decision (not yet: use pytest --promptab-apply-best)")
+    args = parser.parse_args(argv)
+    if args.command == "apply":
+        print("promptab apply: not yet available; run pytest --promptab --promptab-apply-best", file=sys.stderr)
+        return 2
+    from .errors import PromptabError
+
+    try:
+        if args.command == "compare":
+            return _compare(args.old, args.new)
+        return _history(Path(args.rootdir))
+    except PromptabError as exc:
+        print(f"promptab: {exc}", file=sys.stderr)
+        return 4
+
+
+def _compare(old_path: str, new_path: str) -> int:
+    from .analysis.regression import compare_abtests
+    from .report.history import load_saved, shown_path
+    from .report.table import render_abtest
+
+    old, new = load_saved(old_path, what="OLD"), load_saved(new_path, what="NEW")
+    worse = False
+    compared = 0
+    for ab in new.summary.abtests:
+        ref_ab = old.abtest(ab.nodeid)
+        candidate, ref_candidate = new.candidate(ab.nodeid), old.candidate(ab.nodeid)
+        if ref_ab is None or candidate is None or ref_candidate is None:
+            print(f"{ab.nodeid}: nothing to compare: {shown_path(old.path)} has no A/B test {ab.nodeid}")
+            continue
+        compared += 1
+        vs = compare_abtests(ab, candidate, ref_ab, ref_candidate, shown_path(old.path))
+        ab.vs_reference, ab.compare_note = vs, None
+        print()
+        for line in render_abtest(ab, width=shutil.get_terminal_size((100, 24)).columns):
+            print(line)
+        objective = vs["changes"][0] if vs["changes"] else None
+        if objective and objective["significant"] and objective["cases_worse"]:
+            worse = True
+    missing = [ab.nodeid for ab in old.summary.abtests if new.abtest(ab.nodeid) is None]
+    for nodeid in missing:
+        print(f"{nodeid}: only in {shown_path(old.path)}")
+    if not compared:
+        print("nothing to compare: no A/B test is in both files")
+    return 1 if worse else 0
+
+
+def _history(rootdir: Path) -> int:
+    from .errors import PromptabError
+    from .report.history import history_files, load_saved, shown_path
+
+    paths = history_files(rootdir)
+    if not paths:
+        print(f"no saved session under {rootdir / '.promptab' / 'history'}")
+        return 0
+    for path in paths:
+        try:
+            saved = load_saved(path)
+        except PromptabError as exc:
+            print(f"{shown_path(path)}: unreadable ({exc.message})")
+            continue
+        git = saved.header.get("git") or {}
+        print(f"{shown_path(path)}  {saved.header.get('saved_at', '?')}  "
+              f"{git.get('branch') or 'detached'}@{(git.get('commit') or '-')[:8]}")
+        for entry in saved.header.get("index", []):
+            state = "accepted" if entry.get("accepted") else "not accepted"
+            failed = [n.rpartition("::")[2] for n, o in (entry.get("gates") or {}).items() if o == "failed"]
+            extra = f" (failed: {', '.join(failed)})" if failed else ""
+            print(f"  {entry.get('nodeid')}: {state}, deploy candidate {entry.get('deploy_candidate')!r}, "
+                  f"winner {entry.get('winner')!r}{extra}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
