@@ -15,6 +15,24 @@ from .report.table import render_abtest
 from .session import PromptabSession
 
 
+def start_journal(config: pytest.Config, psession: PromptabSession) -> None:
+    """Open the journal of finished runs as the test loop starts (see
+    :mod:`pytest_promptab.report.journal`); a warning when it cannot be."""
+    psession.start_journal()
+    _report_journal(config, psession)
+
+
+def _report_journal(config: pytest.Config, psession: PromptabSession) -> None:
+    journal = psession.journal
+    if journal is not None and journal.error and not journal.reported:
+        journal.reported = True
+        record_warning(
+            config,
+            f"the journal of finished runs {_shown(journal.path)} cannot be written ({journal.error}): "
+            "a killed session would lose its runs",
+        )
+
+
 def end_test_loop(config: pytest.Config, session: pytest.Session, psession: PromptabSession) -> None:
     """After the last item: statistics, the results file, and apply-best for
     the A/B tests whose gate items did not decide it (their first gate item
@@ -31,6 +49,8 @@ def end_test_loop(config: pytest.Config, session: pytest.Session, psession: Prom
 
 
 def finish_session(config: pytest.Config, session: pytest.Session, psession: PromptabSession, exitstatus: int) -> None:
+    psession.close_journal()  # every run that finished is in it
+    _report_journal(config, psession)
     stopped = psession.stopped or exitstatus == pytest.ExitCode.INTERRUPTED
     unwritten = psession.summary is None
     if psession.summary is None:

@@ -1,0 +1,139 @@
+"""Interrupts and faults at session end, through real pytest processes: a
+SIGTERM mid-run keeps the finished runs (the journal), a results file that
+cannot be written costs a warning (not the table, the gates or the exit
+code), a second Ctrl-C while the statistics load keeps the runs, and Ctrl-C
+while waiting for MLflow keeps everything and exits 2."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_end_to_end import NO_MLFLOW, SIMPLE
+
+# the echo provider, but run 2 of case "bad" of variant "loud" (the 8th and
+# last run in report order) waits until the file "go" exists
+LATE_SLEEPER = '''
+import pathlib, time
+
+def generate(request):
+    text = request.prompt.strip().splitlines()[-1]
+    if text == "NO" and request.run == 2:
+        pathlib.Path("sleeping").touch()
+        deadline = time.monotonic() + 120
+        while not pathlib.Path("go").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return text
+'''
+
+RUN_KEYS = ["file", "ab_test", "variant", "case", "run", "status", "metrics", "checks", "outputs", "error",
+            "error_node", "extra", "file_sha256"]  # fmt: skip
+
+
+def _wait_for(condition: Any, timeout: float, proc: subprocess.Popen[Any] | None = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        if proc is not None and proc.poll() is not None:
+            return bool(condition())
+        time.sleep(0.05)
+    return False
+
+
+def _journal_lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [line for line in text.split("\n") if line]
+
+
+def _start(pytester: pytest.Pytester, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ}
+    env.pop("PYTEST_ADDOPTS", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--promptab", "-p", "no:cacheprovider", "-p", "no:randomly",
+         "--promptab-concurrency", "1", *args],
+        cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float = 120) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return out
+
+
+@pytest.fixture
+def late_sleeper(pytester: pytest.Pytester, echo_workflow: Any) -> Path:
+    pytester.makepyfile(sleeper=textwrap.dedent(LATE_SLEEPER))
+    return echo_workflow("flow", SIMPLE.replace("echo_provider.py:echo", "sleeper.py:generate"))
+
+
+# ------------------------------------------------------------ 13. SIGTERM mid-run
+
+
+def test_sigterm_mid_run_keeps_the_finished_runs_in_the_journal(pytester: pytest.Pytester, late_sleeper: Path) -> None:
+    journal = pytester.path / ".promptab" / "runs.jsonl"
+    journal.parent.mkdir()
+    journal.write_text('{"file":"an older session"}\n')  # truncated at session start
+    started = time.time()
+    proc = _start(pytester, NO_MLFLOW)
+    try:
+        assert _wait_for(lambda: (pytester.path / "sleeping").exists(), 60, proc), "the late run never started"
+        # the 7 runs before the sleeping one have reported: the journal has them
+        assert _wait_for(lambda: len(_journal_lines(journal)) == 1 + 7, 30, proc), _journal_lines(journal)
+        proc.send_signal(signal.SIGTERM)
+        out = _finish(proc)
+    finally:
+        (pytester.path / "go").touch()
+    assert proc.returncode == -signal.SIGTERM, out  # killed: no session end ran
+    assert not (pytester.path / ".promptab" / "results.json").exists()
+    header, *runs = [json.loads(line) for line in _journal_lines(journal)]
+    assert header["promptab_journal"] == 1 and header["promptab_version"]
+    assert header["pid"] == proc.pid
+    assert int(started) - 1 <= calendar.timegm(time.strptime(header["started"], "%Y-%m-%dT%H:%M:%SZ")) <= time.time()
+    assert [list(run) for run in runs] == [RUN_KEYS] * 7
+    assert [(r["variant"], r["case"], r["run"], r["status"]) for r in runs] == [
+        ("baseline", "good", 1, "passed"), ("baseline", "good", 2, "passed"),
+        ("baseline", "bad", 1, "check_failed"), ("baseline", "bad", 2, "check_failed"),
+        ("loud", "good", 1, "check_failed"), ("loud", "good", 2, "check_failed"),  # "YES"
+        ("loud", "bad", 1, "check_failed"),
+    ]  # fmt: skip
+    assert runs[0]["file"] == "flow.yaml" and runs[0]["outputs"] == {"answer": "yes"}
+
+
+def test_the_journal_has_the_runs_of_results_json(pytester: pytest.Pytester, echo_workflow: Any) -> None:
+    """A session that ends normally: the journal's run lines (in the order
+    the runs reported) are the results file's runs, text for text."""
+    echo_workflow("flow", SIMPLE)
+    result = pytester.runpytest("--promptab", NO_MLFLOW)
+    assert result.ret == 0
+    lines = _journal_lines(pytester.path / ".promptab" / "runs.jsonl")
+    results = (pytester.path / ".promptab" / "results.json").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1 + 8
+    assert json.loads(lines[0])["promptab_journal"] == 1
+    assert sorted(lines[1:]) == sorted(line.rstrip(",") for line in results[1:9])
+
+
+def test_no_journal_without_runs(pytester: pytest.Pytester, echo_workflow: Any) -> None:
+    echo_workflow("flow", SIMPLE)
+    pytester.makepyfile(test_plain="def test_one():\n    pass\n")
+    assert pytester.runpytest("--promptab", NO_MLFLOW, "--collect-only").ret == 0
+    assert pytester.runpytest("--promptab", NO_MLFLOW, "test_plain.py").ret == 0
+    assert not (pytester.path / ".promptab").exists()
