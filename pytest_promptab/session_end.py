@@ -1,5 +1,11 @@
-"""Session end on the controller: apply-best, MLflow, the block exit code, and
-the summary printed to the terminal. Called from the plugin's hooks."""
+"""Session end on the controller: the results file, apply-best, MLflow, the
+block exit code, and the summary printed to the terminal. Called from the
+plugin's hooks.
+
+What the session knows is written first (:func:`save_known`), before
+anything slow, fallible or interruptible; a file that cannot be written costs
+a warning, never the table, the gates or the exit code.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,12 @@ from typing import Any
 import pytest
 
 from .analysis.gates import blocks_deploy
+from .analysis.summary import SessionSummary
 from .errors import PromptabWarning
 from .report.table import render_abtest
 from .session import PromptabSession
+
+_RESULTS_WARNED = pytest.StashKey[bool]()
 
 
 def start_journal(config: pytest.Config, psession: PromptabSession) -> None:
@@ -41,11 +50,11 @@ def end_test_loop(config: pytest.Config, session: pytest.Session, psession: Prom
     summary = psession.summarize(interrupted=False)
     if not summary.abtests:
         return
-    psession.write_results()  # before anything can fail
+    save_results(config, psession)  # before anything can fail
     if not psession.stopped and psession.options.apply_best:
         psession.apply_best(interrupted=False)
     config.hook.pytest_promptab_session_summary(summary=summary)
-    psession.write_results()
+    save_results(config, psession)
 
 
 def finish_session(config: pytest.Config, session: pytest.Session, psession: PromptabSession, exitstatus: int) -> None:
@@ -64,16 +73,12 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
         summary.interrupted = unwritten = True
     if not summary.abtests:
         return
-    if unwritten:  # the test loop writes the results file when it ends normally
-        psession.write_results()
+    save_known(config, psession, results=unwritten)
     if not psession.options.no_mlflow:
         problem = psession.log_mlflow()
         if problem:
-            record_warning(
-                config,
-                f"MLflow logging failed: {problem}. Nothing is lost: every result is in {_shown(psession.options.results_path)}",
-            )
-        psession.write_results()  # now with the MLflow run ids
+            record_warning(config, f"MLflow logging failed: {problem}.{_kept_in(psession)}")
+        save_results(config, psession)  # now with the MLflow run ids
     if not summary.interrupted and session.exitstatus == 1:
         from .analysis.tolerance import exit_code_ignores_failures
 
@@ -83,6 +88,44 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
     if not summary.interrupted and session.exitstatus in (0, 1):
         if any(blocks_deploy(ab.gates) for ab in summary.abtests):
             session.exitstatus = psession.options.block_exit_code
+
+
+def save_known(config: pytest.Config, psession: PromptabSession, *, results: bool) -> None:
+    """The one place where what the session knows is written, before MLflow
+    (slow, fallible, interruptible). The journal of finished runs is complete
+    already; then the results file (``results``: unless the test loop wrote
+    it); a file of this session's own that must survive goes here too."""
+    if results:
+        save_results(config, psession)
+
+
+def save_results(config: pytest.Config, psession: PromptabSession, summary: SessionSummary | None = None) -> None:
+    """Write the results file (of ``summary``, default the session's); one
+    warning naming it, the first time it cannot be written."""
+    problem = psession.write_results(summary)
+    if problem and not config.stash.get(_RESULTS_WARNED, False):
+        config.stash[_RESULTS_WARNED] = True
+        journal = psession.journal
+        kept = (
+            f"; the finished runs are in {_shown(journal.path)}"
+            if journal is not None and journal.error is None and journal.runs
+            else ""
+        )
+        record_warning(
+            config,
+            f"the results file {_shown(psession.options.results_path)} cannot be written ({problem}){kept}; "
+            "the table, the gates, MLflow and the exit code go on without it",
+        )
+
+
+def _kept_in(psession: PromptabSession) -> str:
+    """Where the results are, for a warning about MLflow."""
+    if psession.results_error is None:
+        return f" Nothing is lost: every result is in {_shown(psession.options.results_path)}"
+    journal = psession.journal
+    if journal is not None and journal.error is None and journal.runs:
+        return f" The results file could not be written either; the finished runs are in {_shown(journal.path)}"
+    return " The results file could not be written either"
 
 
 def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> None:
@@ -95,12 +138,16 @@ def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> 
         for line in render_abtest(ab, verbose=psession.options.verbose > 0, width=tr._tw.fullwidth):
             tr.write_line(line)
         tr.write_line("")
-    tr.write_line(f"results: {_shown(psession.options.results_path)}")
+    if psession.results_error:
+        tr.write_line(f"results: NOT written to {_shown(psession.options.results_path)} ({psession.results_error})", yellow=True)
+    else:
+        tr.write_line(f"results: {_shown(psession.options.results_path)}")
     if summary.mlflow_uri and not summary.mlflow_error:
         experiments = ", ".join(sorted({ab.experiment for ab in summary.abtests}))
         tr.write_line(f"MLflow: {_safe_uri(summary.mlflow_uri)} (experiment {experiments}); {_how_to_open(summary.mlflow_uri, psession)}")
     elif summary.mlflow_error:
-        tr.write_line(f"MLflow: not logged ({summary.mlflow_error}); the results file has everything")
+        kept = "; the results file has everything" if psession.results_error is None else ""
+        tr.write_line(f"MLflow: not logged ({summary.mlflow_error}){kept}")
     if summary.tolerated_errors:
         n = summary.tolerated_errors
         what = "FAILED item is an errored run" if n == 1 else "FAILED items are errored runs"

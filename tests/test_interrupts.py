@@ -137,3 +137,42 @@ def test_no_journal_without_runs(pytester: pytest.Pytester, echo_workflow: Any) 
     assert pytester.runpytest("--promptab", NO_MLFLOW, "--collect-only").ret == 0
     assert pytester.runpytest("--promptab", NO_MLFLOW, "test_plain.py").ret == 0
     assert not (pytester.path / ".promptab").exists()
+
+
+# ------------------------------------------------------------ 10. results.json that cannot be written
+
+BLOCKING_GATE = SIMPLE + "  gates:\n    - {metric: pass_rate, min: 0.9, action: BLOCK_DEPLOY}\n"
+
+
+@pytest.mark.parametrize("where", ["under a file", "a folder"])
+def test_results_file_that_cannot_be_written_costs_a_warning_not_the_session(
+    pytester: pytest.Pytester, echo_workflow: Any, where: str
+) -> None:
+    echo_workflow("flow", BLOCKING_GATE)
+    (pytester.path / "out").write_text("a file, not a folder\n")
+    (pytester.path / "folder").mkdir()
+    target = "out/results.json" if where == "under a file" else "folder"
+    mlflow = ["--promptab-mlflow-uri", f"sqlite:///{pytester.path / 'm.db'}"] if where == "under a file" else [NO_MLFLOW]
+    result = pytester.runpytest("--promptab", "--promptab-json", target, *mlflow)
+    out = result.stdout.str()
+    assert "INTERNALERROR" not in out
+    assert result.ret == 10  # the session's own exit code: its BLOCK_DEPLOY gate failed
+    assert out.count(f"PromptabWarning: the results file {target} cannot be written (") == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*promptab summary*",
+            "flow.yaml::ab  (workflow 'echo-flow'*",
+            "gates violated:",
+            f"results: NOT written to {target} (*Error: *)",
+            "DEPLOY BLOCKED: a BLOCK_DEPLOY gate failed (exit code 10)",
+            "FAILED flow.yaml::ab::gate?baseline:pass_rate>=0.9?*",
+        ]
+    )
+    if mlflow != [NO_MLFLOW]:  # logged all the same
+        result.stdout.fnmatch_lines(["MLflow: sqlite:///*(experiment echo-flow)*"])
+    assert (pytester.path / "out").read_text() == "a file, not a folder\n"
+    assert list((pytester.path / "folder").iterdir()) == []
+    if where == "a folder":  # the journal beside it has the runs
+        assert len(_journal_lines(pytester.path / "runs.jsonl")) == 1 + 8
+    else:
+        assert "PromptabWarning: the journal of finished runs out/runs.jsonl cannot be written" in out

@@ -108,6 +108,8 @@ class RunJournal:
 
 
 def describe_os_error(exc: OSError) -> str:
-    """``NotADirectoryError: Not a directory`` (without the path, which the
-    caller names)."""
-    return f"{type(exc).__name__}: {exc.strerror or exc}"
+    """``FileExistsError: File exists: /repo/out``: the error and the path it
+    was about, unless that is a temporary file (the caller names the file it
+    was writing)."""
+    where = exc.filename if isinstance(exc.filename, str) and not exc.filename.endswith(".tmp") else None
+    return f"{type(exc).__name__}: {exc.strerror or exc}" + (f": {where}" if where else "")
