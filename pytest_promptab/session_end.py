@@ -64,9 +64,8 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
     unwritten = psession.summary is None
     if psession.summary is None:
         # the test loop did not finish (Ctrl-C, -x, internal error): keep what ran
-        if not psession.records:
+        if not psession.records or not _summarize_interrupted(config, session, psession):
             return
-        config.hook.pytest_promptab_session_summary(summary=psession.summarize(interrupted=True))
     summary = psession.summary
     assert summary is not None
     if stopped and not summary.interrupted:
@@ -88,6 +87,29 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
     if not summary.interrupted and session.exitstatus in (0, 1):
         if any(blocks_deploy(ab.gates) for ab in summary.abtests):
             session.exitstatus = psession.options.block_exit_code
+
+
+def _summarize_interrupted(config: pytest.Config, session: pytest.Session, psession: PromptabSession) -> bool:
+    """The summary of a session whose test loop did not finish. The runs are
+    written first, as they are: the statistics load numpy and scipy (a second
+    or more), and a second Ctrl-C may come within a second of the first.
+    False when one did: the results file has the runs, without statistics."""
+    from .report.results_file import runs_only_summary
+
+    save_results(config, psession, runs_only_summary(psession.records, psession.workflows, psession.options.results_path))
+    try:
+        summary = psession.summarize(interrupted=True)
+    except KeyboardInterrupt:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+        runs = sum(len(records) for records in psession.records.values())
+        where = _shown(psession.options.results_path) if psession.results_error is None else None
+        if where is None and psession.journal is not None and psession.journal.error is None:
+            where = _shown(psession.journal.path)
+        kept = f"the {runs} finished runs are in {where}, without statistics" if where else "no file could be written"
+        _say(config, f"promptab: interrupted again before the statistics: {kept}", yellow=True)
+        return False
+    config.hook.pytest_promptab_session_summary(summary=summary)
+    return True
 
 
 def save_known(config: pytest.Config, psession: PromptabSession, *, results: bool) -> None:
@@ -161,6 +183,14 @@ def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> 
         tr.write_line(
             f"DEPLOY BLOCKED: a BLOCK_DEPLOY gate failed (exit code {psession.options.block_exit_code})", red=True, bold=True
         )
+
+
+def _say(config: pytest.Config, line: str, **markup: bool) -> None:
+    """A line on the terminal now (flushed: CI logs show it as it happens)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line, **markup)
+        reporter.flush()
 
 
 def _safe_uri(uri: str) -> str:

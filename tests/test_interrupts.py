@@ -176,3 +176,53 @@ def test_results_file_that_cannot_be_written_costs_a_warning_not_the_session(
         assert len(_journal_lines(pytester.path / "runs.jsonl")) == 1 + 8
     else:
         assert "PromptabWarning: the journal of finished runs out/runs.jsonl cannot be written" in out
+
+
+# ------------------------------------------------------------ 12. a second Ctrl-C
+
+
+SECOND_CTRL_C = '''
+import os, pathlib, signal, sys
+
+SLOW = ("numpy", "scipy", "pytest_promptab.analysis.summarize", "pytest_promptab.analysis.stats")
+
+
+class SecondCtrlC:
+    """After the first Ctrl-C, the first slow import to start gets a second Ctrl-C."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name in SLOW:
+            sys.meta_path.remove(self)
+            pathlib.Path("second-ctrl-c").write_text(name)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+def pytest_keyboard_interrupt(excinfo):
+    sys.meta_path.insert(0, SecondCtrlC())
+'''
+
+
+def test_a_second_ctrl_c_while_the_statistics_load_keeps_the_runs(pytester: pytest.Pytester, late_sleeper: Path) -> None:
+    pytester.makeconftest(SECOND_CTRL_C)
+    journal = pytester.path / ".promptab" / "runs.jsonl"
+    proc = _start(pytester, NO_MLFLOW)
+    try:
+        assert _wait_for(lambda: (pytester.path / "sleeping").exists(), 60, proc), "the late run never started"
+        assert _wait_for(lambda: len(_journal_lines(journal)) == 1 + 7, 30, proc), _journal_lines(journal)
+        proc.send_signal(signal.SIGINT)
+        out = _finish(proc)
+    finally:
+        (pytester.path / "go").touch()
+    assert (pytester.path / "second-ctrl-c").exists(), f"no slow import after the first Ctrl-C:\n{out}"
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert "Traceback" not in out
+    assert "promptab: interrupted again before the statistics: the 7 finished runs are in .promptab/results.json" in out
+    data = json.loads((pytester.path / ".promptab" / "results.json").read_text(encoding="utf-8"))
+    assert data["interrupted"] is True
+    (ab,) = data["abtests"]
+    assert (ab["file"], ab["name"], ab["baseline"], ab["variants"], ab["winner"]) == ("flow.yaml", "ab", "baseline", [], None)
+    assert len(ab["runs"]) == 7 and ab["complete"] is False
+    assert sorted(json.dumps(run) for run in ab["runs"]) == sorted(
+        json.dumps(json.loads(line)) for line in _journal_lines(journal)[1:]
+    )
