@@ -62,10 +62,9 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
     _report_journal(config, psession)
     stopped = psession.stopped or exitstatus == pytest.ExitCode.INTERRUPTED
     unwritten = psession.summary is None
-    if psession.summary is None:
-        # the test loop did not finish (Ctrl-C, -x, internal error): keep what ran
-        if not psession.records or not _summarize_interrupted(config, session, psession):
-            return
+    # the test loop did not finish (Ctrl-C, -x, internal error): keep what ran
+    if psession.summary is None and (not psession.records or not _summarize_interrupted(config, session, psession)):
+        return
     summary = psession.summary
     assert summary is not None
     if stopped and not summary.interrupted:
@@ -74,9 +73,7 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
         return
     save_known(config, psession, results=unwritten)
     if not psession.options.no_mlflow:
-        problem = psession.log_mlflow()
-        if problem:
-            record_warning(config, f"MLflow logging failed: {problem}.{_kept_in(psession)}")
+        _log_mlflow(config, session, psession)
         save_results(config, psession)  # now with the MLflow run ids
     if not summary.interrupted and session.exitstatus == 1:
         from .analysis.tolerance import exit_code_ignores_failures
@@ -110,6 +107,24 @@ def _summarize_interrupted(config: pytest.Config, session: pytest.Session, psess
         return False
     config.hook.pytest_promptab_session_summary(summary=summary)
     return True
+
+
+def _log_mlflow(config: pytest.Config, session: pytest.Session, psession: PromptabSession) -> None:
+    """Log to MLflow (the logging process may take up to
+    :data:`~pytest_promptab.tracking.process.TIMEOUT_S`), saying so: Ctrl-C
+    stops the wait, and the session goes on to its table and exits 2."""
+    _say(config, "promptab: logging to MLflow... (Ctrl-C stops waiting)")
+    try:
+        problem = psession.log_mlflow()
+    except KeyboardInterrupt:  # the logging process is stopped already
+        assert psession.summary is not None
+        psession.mlflow_interrupted = True
+        psession.summary.mlflow_error = "Ctrl-C stopped the wait for MLflow"
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+        _say(config, f"promptab: Ctrl-C: not logged to MLflow.{_kept_in(psession)}", yellow=True)
+        return
+    if problem:
+        record_warning(config, f"MLflow logging failed: {problem}.{_kept_in(psession)}")
 
 
 def save_known(config: pytest.Config, psession: PromptabSession, *, results: bool) -> None:
@@ -180,9 +195,10 @@ def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> 
             yellow=True,
         )
     if any(blocks_deploy(ab.gates) for ab in summary.abtests) and not summary.interrupted:
-        tr.write_line(
-            f"DEPLOY BLOCKED: a BLOCK_DEPLOY gate failed (exit code {psession.options.block_exit_code})", red=True, bold=True
-        )
+        code = f"exit code {psession.options.block_exit_code}"
+        if psession.mlflow_interrupted:
+            code = f"exit code 2, not {psession.options.block_exit_code}: interrupted while logging to MLflow"
+        tr.write_line(f"DEPLOY BLOCKED: a BLOCK_DEPLOY gate failed ({code})", red=True, bold=True)
 
 
 def _say(config: pytest.Config, line: str, **markup: bool) -> None:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -226,3 +227,67 @@ def test_a_second_ctrl_c_while_the_statistics_load_keeps_the_runs(pytester: pyte
     assert sorted(json.dumps(run) for run in ab["runs"]) == sorted(
         json.dumps(json.loads(line)) for line in _journal_lines(journal)[1:]
     )
+
+
+# ------------------------------------------------------------ 11. Ctrl-C while waiting for MLflow
+
+HUNG_LOGGER = '''
+import sys
+from pytest_promptab.tracking import process
+
+# the MLflow logging process hangs: it never answers
+process.child_command = lambda: [sys.executable, "-c", "import time; time.sleep(600)", "{mark}"]
+'''
+
+
+def _pids_with(mark: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and mark.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
+def test_ctrl_c_while_waiting_for_mlflow_keeps_the_results_prints_the_table_and_exits_2(
+    pytester: pytest.Pytester, echo_workflow: Any
+) -> None:
+    mark = f"promptab-hung-logger-{os.getpid()}-{time.monotonic_ns()}"
+    pytester.makeconftest(HUNG_LOGGER.replace("{mark}", mark))
+    echo_workflow("flow", BLOCKING_GATE)
+    proc = _start(pytester, "--promptab-mlflow-uri", f"sqlite:///{pytester.path / 'm.db'}")
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        assert _wait_for(lambda: any("logging to MLflow..." in line for line in lines), 120, proc), "".join(lines)
+        assert _pids_with(mark), "the hung logging process is not running"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        reader.join(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in _pids_with(mark):
+            os.kill(pid, signal.SIGKILL)
+    out = "".join(lines)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out
+    assert "promptab: logging to MLflow... (Ctrl-C stops waiting)" in out
+    for expected in [
+        "promptab: Ctrl-C: not logged to MLflow. Nothing is lost: every result is in .promptab/results.json",
+        "flow.yaml::ab  (workflow 'echo-flow', objective: pass_rate max)",  # the table
+        "results: .promptab/results.json",
+        "MLflow: not logged (Ctrl-C stopped the wait for MLflow); the results file has everything",
+        "DEPLOY BLOCKED: a BLOCK_DEPLOY gate failed (exit code 2, not 10: interrupted while logging to MLflow)",
+    ]:
+        assert expected + "\n" in out, f"{expected!r} not in:\n{out}"
+    data = json.loads((pytester.path / ".promptab" / "results.json").read_text(encoding="utf-8"))
+    (ab,) = data["abtests"]
+    assert len(ab["runs"]) == 8 and ab["complete"] is True and data["interrupted"] is False
+    assert data["mlflow_error"] == "Ctrl-C stopped the wait for MLflow"
+    assert not _pids_with(mark), "the hung logging process outlived the wait"
