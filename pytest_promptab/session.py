@@ -2,8 +2,9 @@
 
 One :class:`PromptabSession` is registered per pytest process in
 ``pytest_configure``. Worker side it loads files and runs items; controller
-side it receives run records from reports, and at session end builds the
-summary, writes the results file, applies winners and logs to MLflow.
+side it receives run records from reports (appending each to the journal of
+finished runs), and at session end builds the summary, writes the results
+file, applies winners and logs to MLflow.
 """
 
 from __future__ import annotations

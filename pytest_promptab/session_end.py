@@ -71,7 +71,7 @@ def finish_session(config: pytest.Config, session: pytest.Session, psession: Pro
         summary.interrupted = unwritten = True
     if not summary.abtests:
         return
-    save_known(config, psession, results=unwritten)
+    save_known(config, psession, results=unwritten)  # first: what is known is written
     if not psession.options.no_mlflow:
         _log_mlflow(config, session, psession)
         save_results(config, psession)  # now with the MLflow run ids
@@ -128,10 +128,13 @@ def _log_mlflow(config: pytest.Config, session: pytest.Session, psession: Prompt
 
 
 def save_known(config: pytest.Config, psession: PromptabSession, *, results: bool) -> None:
-    """The one place where what the session knows is written, before MLflow
-    (slow, fallible, interruptible). The journal of finished runs is complete
-    already; then the results file (``results``: unless the test loop wrote
-    it); a file of this session's own that must survive goes here too."""
+    """The one place where what the session knows is written, once its
+    summary is final (gates judged, apply-best done) and before MLflow (slow,
+    fallible, interruptible); on every path that has a summary, interrupted
+    or not. The journal of finished runs is complete already; then the
+    results file (``results``: unless the test loop wrote it). Any other file
+    of the session that must survive (the history of sessions) is saved here,
+    after it, and like it never raises: a warning at most."""
     if results:
         save_results(config, psession)
 
