@@ -217,7 +217,13 @@ class PromptabHooks:
 
         psession = self.psession
         if self.controller:
-            psession.prefetch(jobs_to_prefetch(session))
+            jobs = jobs_to_prefetch(session)
+            psession.prefetch(jobs)
+            xdist = self.config.pluginmanager.has_plugin("dsession") and not self.config.option.collectonly
+            if jobs or xdist:  # runs will come (under xdist: from the workers)
+                from .session_end import start_journal
+
+                start_journal(self.config, psession)
         try:
             result = yield
         except (session.Failed, session.Interrupted):

@@ -2,14 +2,16 @@
 
 One :class:`PromptabSession` is registered per pytest process in
 ``pytest_configure``. Worker side it loads files and runs items; controller
-side it receives run records from reports, and at session end builds the
-summary, writes the results file, applies winners and logs to MLflow.
+side it receives run records from reports (appending each to the journal of
+finished runs), and at session end builds the summary, writes the results
+file, applies winners and logs to MLflow.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .analysis.summary import ABTestSummary, GateJudgement, SessionSummary
 from .errors import PromptabError
+from .report.journal import RunJournal, describe_os_error, journal_path
 from .run.records import RunRecord, received_record
 from .workflow.loader import LoadedWorkflow, load_workflow
 
@@ -134,6 +137,14 @@ class PromptabSession:
     _mlflow_process: MlflowProcess | None = None
     history_path: str | None = None
     """Where this session was saved (.promptab/history/...), once it was."""
+    started_at: float = field(default_factory=time.time)
+    """When the session started (seconds since the epoch)."""
+    journal: RunJournal | None = None
+    """The journal of finished runs (controller), from the test loop's start."""
+    results_error: str | None = None
+    """Why the results file could not be written, when its last write failed."""
+    mlflow_interrupted: bool = False
+    """Ctrl-C stopped the wait for MLflow at session end."""
 
     def __post_init__(self) -> None:
         from .workflow.callables import clear_cache
@@ -229,12 +240,25 @@ class PromptabSession:
         self.runner.submit_all([(job.key, functools.partial(self.execute, job)) for job in batch])
 
     def close(self) -> None:
+        self.close_journal()
         if self._runner is not None:
             self._runner.shutdown()
         if self._engine is not None:
             self._engine.providers.close_all()
 
     # -- controller side: results ------------------------------------------
+    def start_journal(self) -> str | None:
+        """Open the journal of finished runs (truncated, with its header
+        line) beside the results file; returns why it cannot be written."""
+        if self.journal is None:
+            self.journal = RunJournal(journal_path(self.options.results_path))
+            self.journal.start(self.started_at)
+        return self.journal.error
+
+    def close_journal(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+
     def ship(self, record: RunRecord, *, here: bool) -> str:
         """The ``user_properties`` value of a run: its record's compact JSON
         text. ``here``: the controller runs the item itself (no xdist), so
@@ -251,6 +275,8 @@ class PromptabSession:
         shipped = self._shipped.pop(id(value), None)
         record = shipped[1] if shipped is not None and shipped[0] is value else received_record(value)
         self.records[record.file].append(record)
+        if self.journal is not None:
+            self.journal.append(record.to_json())  # flushed now: survives a kill
 
     def summarize(self, *, interrupted: bool) -> SessionSummary:
         """Statistics and winners of every A/B test that ran (no gates yet)."""
@@ -341,13 +367,21 @@ class PromptabSession:
 
         return save_session(self)
 
-    def write_results(self) -> Path:
+    def write_results(self, summary: SessionSummary | None = None) -> str | None:
+        """Write the results file (of ``summary``, default :attr:`summary`);
+        returns why it could not be written (also kept in
+        :attr:`results_error`), else None. Never raises OSError."""
         from .report.results_file import write_results
 
-        assert self.summary is not None
-        path = self.options.results_path
-        write_results(path, self.summary)
-        return path
+        summary = summary or self.summary
+        assert summary is not None
+        try:
+            write_results(self.options.results_path, summary)
+        except OSError as exc:
+            self.results_error = describe_os_error(exc)
+        else:
+            self.results_error = None
+        return self.results_error
 
     def apply_best(self, interrupted: bool) -> None:
         """Write each A/B test's winner into its file (when the rules allow)."""

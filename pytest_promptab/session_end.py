@@ -1,5 +1,11 @@
-"""Session end on the controller: apply-best, MLflow, the block exit code, and
-the summary printed to the terminal. Called from the plugin's hooks."""
+"""Session end on the controller: the results file, apply-best, MLflow, the
+block exit code, and the summary printed to the terminal. Called from the
+plugin's hooks.
+
+What the session knows is written first (:func:`save_known`), before
+anything slow, fallible or interruptible; a file that cannot be written costs
+a warning, never the table, the gates or the exit code.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,30 @@ from typing import Any
 import pytest
 
 from .analysis.gates import blocks_deploy
+from .analysis.summary import SessionSummary
 from .errors import PromptabWarning
 from .report.table import render_abtest
 from .session import PromptabSession
+
+_RESULTS_WARNED = pytest.StashKey[bool]()
+
+
+def start_journal(config: pytest.Config, psession: PromptabSession) -> None:
+    """Open the journal of finished runs as the test loop starts (see
+    :mod:`pytest_promptab.report.journal`); a warning when it cannot be."""
+    psession.start_journal()
+    _report_journal(config, psession)
+
+
+def _report_journal(config: pytest.Config, psession: PromptabSession) -> None:
+    journal = psession.journal
+    if journal is not None and journal.error and not journal.reported:
+        journal.reported = True
+        record_warning(
+            config,
+            f"the journal of finished runs {_shown(journal.path)} cannot be written ({journal.error}): "
+            "a killed session would lose its runs",
+        )
 
 
 def end_test_loop(config: pytest.Config, session: pytest.Session, psession: PromptabSession) -> None:
@@ -23,37 +50,31 @@ def end_test_loop(config: pytest.Config, session: pytest.Session, psession: Prom
     summary = psession.summarize(interrupted=False)
     if not summary.abtests:
         return
-    psession.write_results()  # before anything can fail
+    save_results(config, psession)  # before anything can fail
     if not psession.stopped and psession.options.apply_best:
         psession.apply_best(interrupted=False)
     config.hook.pytest_promptab_session_summary(summary=summary)
-    psession.write_results()
+    save_results(config, psession)
 
 
 def finish_session(config: pytest.Config, session: pytest.Session, psession: PromptabSession, exitstatus: int) -> None:
+    psession.close_journal()  # every run that finished is in it
+    _report_journal(config, psession)
     stopped = psession.stopped or exitstatus == pytest.ExitCode.INTERRUPTED
     unwritten = psession.summary is None
-    if psession.summary is None:
-        # the test loop did not finish (Ctrl-C, -x, internal error): keep what ran
-        if not psession.records:
-            return
-        config.hook.pytest_promptab_session_summary(summary=psession.summarize(interrupted=True))
+    # the test loop did not finish (Ctrl-C, -x, internal error): keep what ran
+    if psession.summary is None and (not psession.records or not _summarize_interrupted(config, session, psession)):
+        return
     summary = psession.summary
     assert summary is not None
     if stopped and not summary.interrupted:
         summary.interrupted = unwritten = True
     if not summary.abtests:
         return
-    if unwritten:  # the test loop writes the results file when it ends normally
-        psession.write_results()
+    save_known(config, psession, results=unwritten)  # first: what is known is written
     if not psession.options.no_mlflow:
-        problem = psession.log_mlflow()
-        if problem:
-            record_warning(
-                config,
-                f"MLflow logging failed: {problem}. Nothing is lost: every result is in {_shown(psession.options.results_path)}",
-            )
-        psession.write_results()  # now with the MLflow run ids
+        _log_mlflow(config, session, psession)
+        save_results(config, psession)  # now with the MLflow run ids
     if psession.options.html_path is not None:
         write_html_report(config, psession)
     problem = psession.save_history()  # a completed session is kept in .promptab/history/
@@ -87,6 +108,89 @@ def write_html_report(config: pytest.Config, psession: PromptabSession) -> None:
         )
 
 
+
+def _summarize_interrupted(config: pytest.Config, session: pytest.Session, psession: PromptabSession) -> bool:
+    """The summary of a session whose test loop did not finish. The runs are
+    written first, as they are: the statistics load numpy and scipy (a second
+    or more), and a second Ctrl-C may come within a second of the first.
+    False when one did: the results file has the runs, without statistics."""
+    from .report.results_file import runs_only_summary
+
+    save_results(config, psession, runs_only_summary(psession.records, psession.workflows, psession.options.results_path))
+    try:
+        summary = psession.summarize(interrupted=True)
+    except KeyboardInterrupt:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+        runs = sum(len(records) for records in psession.records.values())
+        where = _shown(psession.options.results_path) if psession.results_error is None else None
+        if where is None and psession.journal is not None and psession.journal.error is None:
+            where = _shown(psession.journal.path)
+        kept = f"the {runs} finished runs are in {where}, without statistics" if where else "no file could be written"
+        _say(config, f"promptab: interrupted again before the statistics: {kept}", yellow=True)
+        return False
+    config.hook.pytest_promptab_session_summary(summary=summary)
+    return True
+
+
+def _log_mlflow(config: pytest.Config, session: pytest.Session, psession: PromptabSession) -> None:
+    """Log to MLflow (the logging process may take up to
+    :data:`~pytest_promptab.tracking.process.TIMEOUT_S`), saying so: Ctrl-C
+    stops the wait, and the session goes on to its table and exits 2."""
+    _say(config, "promptab: logging to MLflow... (Ctrl-C stops waiting)")
+    try:
+        problem = psession.log_mlflow()
+    except KeyboardInterrupt:  # the logging process is stopped already
+        assert psession.summary is not None
+        psession.mlflow_interrupted = True
+        psession.summary.mlflow_error = "Ctrl-C stopped the wait for MLflow"
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+        _say(config, f"promptab: Ctrl-C: not logged to MLflow.{_kept_in(psession)}", yellow=True)
+        return
+    if problem:
+        record_warning(config, f"MLflow logging failed: {problem}.{_kept_in(psession)}")
+
+
+def save_known(config: pytest.Config, psession: PromptabSession, *, results: bool) -> None:
+    """The one place where what the session knows is written, once its
+    summary is final (gates judged, apply-best done) and before MLflow (slow,
+    fallible, interruptible); on every path that has a summary, interrupted
+    or not. The journal of finished runs is complete already; then the
+    results file (``results``: unless the test loop wrote it). Any other file
+    of the session that must survive (the history of sessions) is saved here,
+    after it, and like it never raises: a warning at most."""
+    if results:
+        save_results(config, psession)
+
+
+def save_results(config: pytest.Config, psession: PromptabSession, summary: SessionSummary | None = None) -> None:
+    """Write the results file (of ``summary``, default the session's); one
+    warning naming it, the first time it cannot be written."""
+    problem = psession.write_results(summary)
+    if problem and not config.stash.get(_RESULTS_WARNED, False):
+        config.stash[_RESULTS_WARNED] = True
+        journal = psession.journal
+        kept = (
+            f"; the finished runs are in {_shown(journal.path)}"
+            if journal is not None and journal.error is None and journal.runs
+            else ""
+        )
+        record_warning(
+            config,
+            f"the results file {_shown(psession.options.results_path)} cannot be written ({problem}){kept}; "
+            "the table, the gates, MLflow and the exit code go on without it",
+        )
+
+
+def _kept_in(psession: PromptabSession) -> str:
+    """Where the results are, for a warning about MLflow."""
+    if psession.results_error is None:
+        return f" Nothing is lost: every result is in {_shown(psession.options.results_path)}"
+    journal = psession.journal
+    if journal is not None and journal.error is None and journal.runs:
+        return f" The results file could not be written either; the finished runs are in {_shown(journal.path)}"
+    return " The results file could not be written either"
+
+
 def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> None:
     summary = psession.summary
     if summary is None or not summary.abtests:
@@ -97,7 +201,10 @@ def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> 
         for line in render_abtest(ab, verbose=psession.options.verbose > 0, width=tr._tw.fullwidth):
             tr.write_line(line)
         tr.write_line("")
-    tr.write_line(f"results: {_shown(psession.options.results_path)}")
+    if psession.results_error:
+        tr.write_line(f"results: NOT written to {_shown(psession.options.results_path)} ({psession.results_error})", yellow=True)
+    else:
+        tr.write_line(f"results: {_shown(psession.options.results_path)}")
     html = psession.options.html_path
     if html is not None and html.exists():
         tr.write_line(f"HTML report: {_shown(html)}")
@@ -107,7 +214,8 @@ def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> 
         experiments = ", ".join(sorted({ab.experiment for ab in summary.abtests}))
         tr.write_line(f"MLflow: {_safe_uri(summary.mlflow_uri)} (experiment {experiments}); {_how_to_open(summary.mlflow_uri, psession)}")
     elif summary.mlflow_error:
-        tr.write_line(f"MLflow: not logged ({summary.mlflow_error}); the results file has everything")
+        kept = "; the results file has everything" if psession.results_error is None else ""
+        tr.write_line(f"MLflow: not logged ({summary.mlflow_error}){kept}")
     if summary.tolerated_errors:
         n = summary.tolerated_errors
         what = "FAILED item is an errored run" if n == 1 else "FAILED items are errored runs"
@@ -118,9 +226,18 @@ def write_terminal_summary(terminalreporter: Any, psession: PromptabSession) -> 
             yellow=True,
         )
     if any(blocks_deploy(ab.gates) for ab in summary.abtests) and not summary.interrupted:
-        tr.write_line(
-            f"DEPLOY BLOCKED: a BLOCK_DEPLOY gate failed (exit code {psession.options.block_exit_code})", red=True, bold=True
-        )
+        code = f"exit code {psession.options.block_exit_code}"
+        if psession.mlflow_interrupted:
+            code = f"exit code 2, not {psession.options.block_exit_code}: interrupted while logging to MLflow"
+        tr.write_line(f"DEPLOY BLOCKED: a BLOCK_DEPLOY gate failed ({code})", red=True, bold=True)
+
+
+def _say(config: pytest.Config, line: str, **markup: bool) -> None:
+    """A line on the terminal now (flushed: CI logs show it as it happens)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line, **markup)
+        reporter.flush()
 
 
 def _safe_uri(uri: str) -> str:

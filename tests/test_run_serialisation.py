@@ -125,7 +125,8 @@ def test_results_file_of_a_session_keeps_its_keys_and_one_run_per_line(
     assert result.parseoutcomes()["xfailed"] == 6
     text = (pytester.path / ".promptab" / "results.json").read_text()
     data = json.loads(text)
-    assert list(data) == ["promptab_version", "abtests", "interrupted", "results_path", "mlflow_uri", "mlflow_error", "tolerated_errors"]
+    assert list(data) == ["promptab_version", "abtests", "interrupted", "results_path", "mlflow_uri", "mlflow_error",
+                          "tolerated_errors"]
     (ab,) = data["abtests"]
     assert len(ab["runs"]) == 8 and all(list(run) == RECORD_KEYS for run in ab["runs"])
     assert {(r["variant"], r["case"], r["run"]) for r in ab["runs"]} == {

@@ -12,18 +12,57 @@ at every write.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from .. import __version__
 from ..analysis.summary import ABTestSummary, SessionSummary, plain
 from ..fileio import atomic_write_text
-from ..run.records import encode_json
+from ..run.records import RunRecord, encode_json
 
-__all__ = ["atomic_write_text", "results_pieces", "results_text", "write_results"]
+if TYPE_CHECKING:
+    from ..workflow.loader import LoadedWorkflow
+
+__all__ = ["atomic_write_text", "results_pieces", "results_text", "runs_only_summary", "write_results"]
 
 
 def write_results(path: Path, summary: SessionSummary) -> None:
     atomic_write_text(path, results_pieces(summary))
+
+
+def runs_only_summary(
+    records: Mapping[str, Sequence[RunRecord]], workflows: Mapping[str, LoadedWorkflow], results_path: Path
+) -> SessionSummary:
+    """What is known of an interrupted session before any statistics: each
+    A/B test (file -> its runs) with its runs and what its file says, no
+    aggregates, no winner, no gates (``variants`` and ``gates`` empty,
+    ``complete`` false). Cheap: no numpy or scipy, nothing read from disk,
+    so that it is written before anything slow (a second Ctrl-C)."""
+    summary = SessionSummary(interrupted=True, results_path=str(results_path))
+    for display in sorted(records):
+        runs = list(records[display])
+        if not runs:
+            continue
+        loaded = workflows.get(display)
+        ab_test = loaded.config.ab_test if loaded is not None else None
+        summary.abtests.append(
+            ABTestSummary(
+                file=display,
+                workflow=loaded.config.name if loaded is not None else "",
+                name=runs[0].ab_test,
+                nodeid=f"{display}::{runs[0].ab_test}",
+                baseline=ab_test.baseline if ab_test is not None else "",
+                objective=ab_test.objective.metric if ab_test is not None else "",
+                goal=ab_test.objective.goal if ab_test is not None else "",
+                alpha=ab_test.alpha if ab_test is not None else float("nan"),
+                variants=[],
+                winner_reason="interrupted before the statistics: the runs only",
+                complete=False,
+                failed_runs=sum(1 for run in runs if run.status == "error"),
+                file_sha256=next((run.file_sha256 for run in runs if run.file_sha256), ""),
+                runs=runs,
+            )
+        )
+    return summary
 
 
 def results_text(summary: SessionSummary) -> str:

@@ -9,7 +9,9 @@ user's own imports and warnings; a process cannot.
 Nothing here raises into the session and nothing waits forever: a process
 that would not start, died, or did not answer within :data:`TIMEOUT_S` gives
 an answer with ``ok: False`` and a message saying so (with the last line the
-process wrote to its stderr). The process is stopped by :meth:`close` (the
+process wrote to its stderr). Ctrl-C while :meth:`MlflowProcess.log` waits
+stops the process, then goes on to the caller as KeyboardInterrupt (the
+session ends without logging, with its table and pytest's exit code 2). The process is stopped by :meth:`close` (the
 plugin calls it at unconfigure, on every exit path), at interpreter exit, or
 by itself when its stdin closes (the controller died). Its stderr goes to an
 anonymous temporary file, never to the terminal. The tracking URI, which may
@@ -86,8 +88,9 @@ class MlflowProcess:
 
     def log(self, request: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         """Send the session-end request; return the process's answer, or a
-        failed one saying what went wrong. Never raises, never waits more than
-        ``timeout`` (default :data:`TIMEOUT_S`). The process is gone after."""
+        failed one saying what went wrong. Never raises (but KeyboardInterrupt,
+        after the process was stopped), never waits more than ``timeout``
+        (default :data:`TIMEOUT_S`). The process is gone after."""
         timeout = TIMEOUT_S if timeout is None else timeout
         try:
             if self.error is not None or self.proc is None:
