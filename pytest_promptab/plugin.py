@@ -42,12 +42,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="results file (default .promptab/results.json under the rootdir)")
     group.addoption("--promptab-mlflow-uri", default=None, metavar="URI", help="MLflow tracking URI")
     group.addoption("--promptab-no-mlflow", action="store_true", default=False, help="do not log to MLflow")
+    group.addoption("--promptab-provider", default=None, metavar="SPEC",
+                    help="replace every node's provider, e.g. '{type: python, callable: \"stand_in.py:respond\"}'")
     parser.addini("promptab", type="bool", default=False, help="collect and run promptab workflow files")
     parser.addini("promptab_concurrency", default="8", help="provider calls in flight")
     parser.addini("promptab_cache", default="off", help="off, record, replay or auto")
     parser.addini("promptab_block_exit_code", default="10", help="exit code when a BLOCK_DEPLOY gate fails")
     parser.addini("promptab_json", default="", help="results file")
     parser.addini("promptab_mlflow_uri", default="", help="MLflow tracking URI")
+    parser.addini("promptab_provider", default="", help="provider mapping (YAML flow) replacing every node's")
 
 
 def _session(config: pytest.Config) -> PromptabSession | None:
@@ -109,6 +112,7 @@ def read_options(config: pytest.Config) -> PromptabOptions:
         mlflow_ini=config.getini("promptab_mlflow_uri") or None,
         no_mlflow=bool(config.getoption("promptab_no_mlflow")),
         verbose=config.option.verbose,
+        provider=str(pick("promptab_provider", "promptab_provider") or "") or None,
     )
 
 

@@ -196,6 +196,9 @@ class GateConfig(_Model):
     variants: list[str] | None = None
     confidence: float | None = None
     """Judge the interval's far bound at this confidence, not the estimate."""
+    not_judged: str | None = None
+    """Why this gate cannot be judged (e.g. ``no prices``): it is reported as
+    a warning and never fails or blocks (set by file-format translations)."""
 
     @model_validator(mode="after")
     def _has_bound(self) -> GateConfig:

@@ -172,10 +172,10 @@ def gates(raw: Any, outputs: set[str], priced: bool, loc: Loc) -> tuple[list[tup
             raise Located("a gate needs a bound: threshold / max, or min_threshold / min", where)
         metric = gate_metric(gate["metric"], outputs, where + ("metric",))
         name = str(gate.get("name") or gate["metric"])
+        item: dict[str, Any] = {"metric": metric, "action": action, "name": name}
         if metric.startswith("cost_usd.") and not priced:
             notes.append(f"gate {name!r}: not judged: no prices (add promptab: {{pricing: ...}}); a warning only")
-            name, action = f"{name} (not judged: no prices)", "WARN"
-        item: dict[str, Any] = {"metric": metric, "action": action, "name": name}
+            item.update(action="WARN", not_judged="no prices (add 'promptab: {pricing: ...}')")
         if minimum is not None:
             item["min"] = minimum
         if maximum is not None:
