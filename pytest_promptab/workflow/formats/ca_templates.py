@@ -24,7 +24,7 @@ class UnknownName(Exception):
     """A placeholder names neither an input of the node nor a state field."""
 
     def __init__(self, name: str, known: list[str], line_offset: int) -> None:
-        close = difflib.get_close_matches(name.split(".")[0], known, n=1)
+        close = difflib.get_close_matches(state_path(name).split(".")[0], known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         super().__init__(
             f"{{{name}}} names neither an input of the node nor a state field{hint}; "

@@ -351,14 +351,23 @@ def _ab_test(raw: Any, file_nodes: list[Any], state: dict[str, Any], out: dict[s
     return ab, source
 
 
-def source_prompts(data: Any, variant: str) -> dict[str, str] | None:
+def source_prompts(text: str, variant: str) -> dict[str, str] | None:
     """For apply-best: node id -> the variant's prompt as the file writes it
-    (None: not a configurable-agents file, or no such variant)."""
+    (``{state.x}`` templates, not their translation). None when ``text`` is
+    not a configurable-agents file; the baseline is ``{}``. Raises
+    :class:`Located` for a variant with ``config_overrides`` (not written)."""
+    from ..marked_yaml import parse_yaml
+
+    data, _ = parse_yaml(text, "<file>")
     if not is_ca_data(data):
         return None
     ab = data["config"]["ab_test"] or {}
     nodes = data.get("nodes") or []
-    for item in ab.get("variants") or []:
+    for index, item in enumerate(ab.get("variants") or []):
         if isinstance(item, dict) and str(item.get("name")) == variant:
+            if item.get("config_overrides"):
+                raise Located(f"variant {variant!r} has config_overrides, which apply-best does not write",
+                              ("config", "ab_test", "variants", index, "config_overrides"),
+                              "copy the winner's prompt and overrides into the file by hand")
             return {item.get("node_id") or nodes[0]["id"]: item["prompt"]}
-    return None
+    return {}
