@@ -253,3 +253,29 @@ def test_providers_per_vendor() -> None:
 ])
 def test_gate_metric_names(name: str, mapped: str) -> None:
     assert ca_parts.gate_metric(name, {"quality_score"}, ()) == mapped
+
+
+def test_config_overrides_and_promptab_cases(pytester: pytest.Pytester, fake_openai: FakeOpenAI) -> None:
+    text = minimal(fake_openai.base_url).replace(
+        '      - {name: short, prompt: "Briefly: {state.topic}"}\n',
+        '      - {name: short, prompt: "Briefly: {state.topic}", config_overrides: {config.llm.temperature: 0.1}}\n',
+    ) + "promptab:\n  cases:\n    - {id: coffee, inputs: {topic: coffee}}\n    - {id: plain}\n"
+    pytester.makefile(".yaml", wf=text)
+    result = run(pytester)
+    result.assert_outcomes(passed=8)  # 2 variants x 2 cases x 2 runs
+    prompts = {(b["messages"][-1]["content"], b.get("temperature")) for b in (r.body for r in fake_openai.completions)}
+    # a case without the input gets the state's default; the override reaches the variant's requests only
+    assert prompts == {("Write about coffee.", None), ("Write about tea.", None),
+                       ("Briefly: coffee", 0.1), ("Briefly: tea", 0.1)}
+
+
+def test_unsupported_config_override_is_located(pytester: pytest.Pytester, fake_openai: FakeOpenAI) -> None:
+    text = minimal(fake_openai.base_url).replace(
+        '      - {name: short, prompt: "Briefly: {state.topic}"}\n',
+        '      - name: short\n        prompt: "Briefly: {state.topic}"\n'
+        '        config_overrides:\n          config.execution.timeout: 5\n',
+    )
+    pytester.makefile(".yaml", wf=text)
+    result = run(pytester)
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "config.execution.timeout" in ln)
+    result.stdout.fnmatch_lines([f"*wf.yaml:{line}: config_overrides key 'config.execution.timeout' is not supported*"])
