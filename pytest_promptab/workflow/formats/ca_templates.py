@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
 
 PLACEHOLDER = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_.]*)\}")
 _JINJA = re.compile(r"\{[{%#]|[}%#]\}")
@@ -35,11 +34,10 @@ class UnknownName(Exception):
 
 def state_path(name: str) -> str:
     """``state.a.b`` -> ``a.b``; ``a.b`` stays."""
-    return name[len("state."):] if name.startswith("state.") else name
+    return name.removeprefix("state.")
 
 
-def translate(text: str, inputs: dict[str, str], state: set[str],
-              input_expr: Callable[[str], str] | None = None) -> str:
+def translate(text: str, inputs: dict[str, str], state: set[str]) -> str:
     """``text`` as a Jinja2 template. ``inputs`` maps a node's local names to
     their (configurable-agents) references; ``state`` is the names known at
     that node (state fields and earlier outputs)."""
