@@ -71,6 +71,12 @@ class ABTestCollector(pytest.Collector):
                 PromptabWarning(f"{self.display}::{self.name}: {too_few}"),
                 category=None, filename=str(self.path), lineno=self.loaded.line("ab_test") or 1,
             )  # fmt: skip
+        if self.loaded.notes and first_worker and self.config.option.verbose > 0:  # a translated format's leftovers
+            warnings.warn_explicit(
+                PromptabWarning(f"{self.display}: {self.loaded.source_format} keys accepted, not used by promptab: "
+                                + "; ".join(self.loaded.notes)),
+                category=None, filename=str(self.path), lineno=1,
+            )  # fmt: skip
         no_cases = len(self.loaded.cases) == 1 and self.loaded.config.cases is None
         jobs = psession.jobs(self.loaded, self.display)
         for job in jobs:

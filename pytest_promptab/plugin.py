@@ -55,6 +55,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="compare with REF: a history file or a results file (implies comparing)")
     group.addoption("--promptab-compare-fail", action="append", default=[], metavar="METRIC:TOL",
                     help="fail on a regression of METRIC beyond TOL (0.05 absolute, 20%% relative); repeatable")
+    group.addoption("--promptab-provider", default=None, metavar="SPEC",
+                    help="replace every node's provider, e.g. '{type: python, callable: \"stand_in.py:respond\"}'")
     parser.addini("promptab", type="bool", default=False, help="collect and run promptab workflow files")
     parser.addini("promptab_concurrency", default="8", help="provider calls in flight")
     parser.addini("promptab_cache", default="off", help="off, record, replay or auto")
@@ -63,6 +65,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("promptab_html", default="", help="HTML report file (none when empty)")
     parser.addini("promptab_mlflow_uri", default="", help="MLflow tracking URI")
     parser.addini("promptab_compare_to", default="", help="reference to compare with (history or results file)")
+    parser.addini("promptab_provider", default="", help="provider mapping (YAML flow) replacing every node's")
 
 
 def _session(config: pytest.Config) -> PromptabSession | None:
@@ -132,6 +135,7 @@ def read_options(config: pytest.Config) -> PromptabOptions:
         compare=bool(config.getoption("promptab_compare")) or bool(compare_to) or bool(compare_fail),
         compare_to=compare_to,
         compare_fail=compare_fail,
+        provider=str(pick("promptab_provider", "promptab_provider") or "") or None,
     )
 
 

@@ -61,6 +61,8 @@ class PromptabOptions:
     compare_to: str | None = None
     compare_fail: list[tuple[str, Any]] = field(default_factory=list)
     """``(metric, Tolerance)`` of each ``--promptab-compare-fail``."""
+    provider: str | None = None
+    """``--promptab-provider``: a provider mapping (YAML flow) for every node."""
 
     @property
     def results_path(self) -> Path:
@@ -189,11 +191,27 @@ class PromptabSession:
             return self.workflows[display]
         from .run.validate import validate_workflow
 
-        loaded = load_workflow(path, display=display)
+        loaded = load_workflow(path, display=display, provider=self.provider_override())
         engine = self.engine
         validate_workflow(loaded, display, providers=engine.providers, checks=engine.checks, renderer=engine.renderer)
         self.workflows[display] = loaded
         return loaded
+
+    def provider_override(self) -> dict[str, Any] | None:
+        """``--promptab-provider`` parsed once; a relative ``callable`` path is
+        relative to the rootdir."""
+        if self.options.provider is None:
+            return None
+        cached = getattr(self, "_provider_override", None)
+        if cached is None:
+            from .workflow.loader import parse_provider_spec
+
+            cached = parse_provider_spec(self.options.provider)
+            target = cached.get("callable")
+            if isinstance(target, str) and ".py:" in target and not Path(target.split(":", 1)[0]).is_absolute():
+                cached["callable"] = str(self.options.rootdir / target)
+            self._provider_override: dict[str, Any] | None = cached
+        return cached
 
     def runs_per_case(self, loaded: LoadedWorkflow) -> int:
         return self.options.runs or loaded.config.ab_test.runs
@@ -304,7 +322,8 @@ class PromptabSession:
         loaded = self.workflows.get(display)
         if loaded is None:  # the xdist controller never collects: it reads the file now
             try:
-                loaded = load_workflow(self.options.rootdir / display, display=display)
+                loaded = load_workflow(self.options.rootdir / display, display=display,
+                                       provider=self.provider_override())
             except PromptabError:
                 return None  # the file changed or vanished since its runs: nothing to judge it by
             self.workflows[display] = loaded

@@ -3,7 +3,9 @@
 A real HTTP server (stdlib ``ThreadingHTTPServer``) on 127.0.0.1 and a free
 port, in a background thread. By default it answers every
 ``POST .../chat/completions`` with ``echo: <last user message>`` and token
-usage counted in words, so tests can assert on what came back. Tests script
+usage counted in words, so tests can assert on what came back; a request asking for structured
+output (``response_format: {type: json_schema}``) gets a JSON object that
+fits its schema. Tests script
 what the next requests get, in order, with the reply helpers below (429
 with or without ``Retry-After``, exhausted quota, 500, 503, 401, 404, an
 answer slower than the client's timeout, a dropped connection, malformed
@@ -167,6 +169,34 @@ def default_text(body: Any) -> str:
     return "echo:"
 
 
+STRUCTURED_NUMBER = 0.75
+"""What a number field of a structured-output answer holds by default."""
+
+
+def structured_text(body: Any) -> str | None:
+    """For a request with ``response_format: {type: json_schema, ...}``: a JSON
+    object that fits the schema (strings echo the last user message, numbers
+    are :data:`STRUCTURED_NUMBER`); None for any other request."""
+    fmt = body.get("response_format") if isinstance(body, dict) else None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    schema = (fmt.get("json_schema") or {}).get("schema") or {}
+    return json.dumps(_fill(schema, default_text(body)))
+
+
+def _fill(schema: Any, echo: str) -> Any:
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if kind == "object":
+        return {name: _fill(sub, echo) for name, sub in (schema.get("properties") or {}).items()}
+    if kind in ("number", "integer"):
+        return STRUCTURED_NUMBER if kind == "number" else 1
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return []
+    return echo
+
+
 def _words(body: Any) -> int:
     messages = body.get("messages") if isinstance(body, dict) else None
     return sum(len(str(m.get("content", "")).split()) for m in messages or [] if isinstance(m, dict))
@@ -238,6 +268,10 @@ class FakeOpenAI:
     def _text(self, body: Any, reply: Reply) -> str:
         if reply.text is not None:
             return reply.text
+        if self.responder is None:
+            structured = structured_text(body)
+            if structured is not None:
+                return structured
         return (self.responder or default_text)(body)
 
 

@@ -82,7 +82,7 @@ def test_applied_prompts_are_registered_in_mlflow(
     )
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["*applied 'empathetic'*registered in MLflow as prompts:/*"])
-    line = next(l for l in result.stdout.lines if "registered in MLflow as" in l)
+    line = next(l for l in result.stdout.lines if "registered in MLflow as" in l and "support.yaml" in l)
     uris = line.split("registered in MLflow as ", 1)[1].split(", ")
     client = mlflow.tracking.MlflowClient(mlflow_server.uri)
     reply_uri = next(u for u in uris if u.split("/")[1].endswith(".reply"))

@@ -39,8 +39,9 @@ def test_examples_run_with_a_winner_a_gate_xfail_and_a_warning(pytester: pytest.
     result = pytester.runpytest("--promptab", NO_MLFLOW, "examples/", "-rA")
     assert result.ret == 0, result.stdout.str()
     outcomes = result.parseoutcomes()
-    # 3 variants x 10 cases x 5 runs = 150 runs, plus 4 gates x 3 variants
-    assert outcomes["passed"] + outcomes["xfailed"] == 150 + 12
+    # support.yaml: 3 variants x 10 cases x 5 runs = 150 runs, plus 4 gates x 3 variants;
+    # configurable_agents/article.yaml: 3 variants x 8 runs, plus 2 gates x 3 variants
+    assert outcomes["passed"] + outcomes["xfailed"] == 150 + 12 + 24 + 6
     result.stdout.fnmatch_lines(["*promptab summary*", "*winner: empathetic*"])
     result.stdout.fnmatch_lines(["unit: the case (10 cases x 5 runs;*", "power: this design detects a pass_rate difference of ±*pp or more with 80%",
                                  "  power at alpha 0.05*"])  # lines wrapped at pytester's 80 columns
@@ -49,8 +50,10 @@ def test_examples_run_with_a_winner_a_gate_xfail_and_a_warning(pytester: pytest.
     assert outcomes.get("warnings", 0) >= 1
     result.stdout.fnmatch_lines(["*PromptabWarning*tokens_out.mean*"])
     data = json.loads((pytester.path / ".promptab" / "results.json").read_text())
-    (ab,) = data["abtests"]
+    ab = next(a for a in data["abtests"] if a["name"] == "reply-tone")
     assert ab["winner"] == "empathetic"
+    article = next(a for a in data["abtests"] if a["name"] == "article_writer")
+    assert article["winner"] == "structured"
     assert len(ab["runs"]) == 150
     by_name = {v["name"]: v for v in ab["variants"]}
     assert by_name["empathetic"]["comparison"]["better"] is True
@@ -188,10 +191,11 @@ def test_xdist_gives_the_same_aggregates(pytester: pytest.Pytester, examples_dir
 
     def aggregates(name: str) -> dict:
         data = json.loads((pytester.path / name).read_text())
+        ab = next(a for a in data["abtests"] if a["name"] == "reply-tone")
         return {
             v["name"]: {k: s for k, s in v["aggregates"].items() if "latency" not in k}
-            for v in data["abtests"][0]["variants"]
-        } | {"winner": data["abtests"][0]["winner"]}
+            for v in ab["variants"]
+        } | {"winner": ab["winner"]}
 
     assert aggregates("serial.json") == aggregates("parallel.json")
     parallel.stdout.fnmatch_lines(["*winner: empathetic*"])

@@ -35,11 +35,12 @@ def _runs(uri: str, experiment: str) -> tuple[list, list]:  # type: ignore[type-
 def test_examples_land_in_mlflow_server(pytester: pytest.Pytester, examples_dir: Path, mlflow_server: MlflowServer) -> None:
     result = pytester.runpytest("--promptab", "examples/", "--promptab-mlflow-uri", mlflow_server.uri)
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines([f"MLflow: {mlflow_server.uri} (experiment support-reply)*"])
+    result.stdout.fnmatch_lines([f"MLflow: {mlflow_server.uri} (experiment *support-reply)*"])
     parents, children = _runs(mlflow_server.uri, "support-reply")
     # the results file names the parent run of this session
     data = json.loads((pytester.path / ".promptab" / "results.json").read_text())
-    (parent,) = [p for p in parents if p.info.run_id == data["abtests"][0]["mlflow_run_id"]]
+    support = next(a for a in data["abtests"] if a["name"] == "reply-tone")
+    (parent,) = [p for p in parents if p.info.run_id == support["mlflow_run_id"]]
     assert parent.data.tags["promptab.file"] == "examples/support.yaml"
     mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
     by_role = {c.data.tags["role"]: c for c in mine}

@@ -21,8 +21,10 @@ REST = ["score", "latency", "tokens", "cost $", "gates"]
 
 
 def summary_section(output: str) -> list[str]:
+    """The summary of examples/support.yaml (the other examples come before it)."""
     lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if "promptab summary" in line)
+    summary = next(i for i, line in enumerate(lines) if "promptab summary" in line)
+    start = next(i for i, line in enumerate(lines) if i > summary and line.startswith("examples/support.yaml::")) - 1
     end = next(i for i, line in enumerate(lines) if line.startswith("results: "))
     return lines[start + 1 : end]
 

@@ -44,10 +44,10 @@ def gate_met(gate: GateConfig, value: float | None, variant: VariantSummary | No
 
 
 def violations(gates: list[GateConfig], variant: VariantSummary) -> list[GateConfig]:
-    """The gates (of any action) that ``variant`` violates."""
+    """The gates (of any action) that ``variant`` violates (a gate not judged violates none)."""
     return [
         g for g in gates
-        if (g.variants is None or variant.name in g.variants) and not gate_met(g, gate_value(g, variant), variant)
+        if not g.not_judged and (g.variants is None or variant.name in g.variants) and not gate_met(g, gate_value(g, variant), variant)
     ]
 
 
@@ -65,6 +65,8 @@ def judge(
             value = gate_value(gate, variant)
             met = gate_met(gate, value, variant)
             outcome = _outcome(gate.action, met, variant.name == deploy_candidate)
+            if gate.not_judged:  # a warning, never a failure or a block
+                value, met, outcome = None, False, "warned"
             interval = None
             if gate.confidence is not None:
                 from .stats import variant_interval
@@ -107,6 +109,8 @@ def _message(
     candidate: str,
     interval: tuple[float, float] | None = None,
 ) -> str:
+    if gate.not_judged:
+        return f"{variant}: {gate.metric}: not judged: {gate.not_judged} (WARN)"
     shown = f"no data ({_why_no_data(gate.metric)})" if value is None else f"{value:.4g}"
     if gate.confidence is not None and value is not None:
         level = f"{gate.confidence * 100:.4g}%"

@@ -124,7 +124,7 @@ def apply_winner(
     encoding = _encoding(data)
     try:
         text = data.decode(encoding)
-        new_data = rewrite(text, change_for_variant(workflow, winner), path=label).encode(encoding)
+        new_data = rewrite(text, _change(text, workflow, winner), path=label).encode(encoding)
     except UnicodeError:
         return refuse(f"the file is not valid {encoding} text")
     except ApplyError as exc:
@@ -138,6 +138,23 @@ def apply_winner(
     except OSError as exc:
         return refuse(f"cannot write the file ({exc.strerror or exc}); it was left as it was")
     return ApplyDecision(label, summary.name, True, winner, f"{label}: applied {winner!r} ({_why(summary, winner)})")
+
+
+def _change(text: str, workflow: WorkflowConfig, winner: str) -> WorkflowChange:
+    """What to write: a configurable-agents file gets the winner's prompt as
+    that file writes it (its ``{state.x}`` templates), in the node's ``prompt:``."""
+    from ..workflow.formats.ca_parts import Located
+    from ..workflow.formats.configurable_agents import source_prompts
+
+    try:
+        prompts = source_prompts(text, winner)
+    except Located as exc:
+        raise ApplyError(exc.message, hint=exc.hint) from None
+    except Exception:  # noqa: BLE001 - not parseable here: the promptab path decides
+        prompts = None
+    if prompts is None:
+        return change_for_variant(workflow, winner)
+    return WorkflowChange(nodes={node_id: NodeChange(prompt=prompt) for node_id, prompt in prompts.items()})
 
 
 def _why(summary: ABTestSummary, winner: str) -> str:

@@ -151,8 +151,20 @@ class Engine:
                             actual=_shown(response.text), detail=exc.message,
                         )  # fmt: skip
                         break
-                scope[node.output_key] = output
-                record.outputs[node.output_key] = for_record(output)  # the checks see it whole
+                try:
+                    filled = state_values(node, output)
+                except OutputParseError as exc:
+                    record.outputs[node.output_key] = response.text
+                    parse_failure = CheckResult(
+                        name=PARSE_CHECK, type="parse", passed=False, score=0.0, expected="JSON",
+                        actual=_shown(response.text), detail=exc.message,
+                    )  # fmt: skip
+                    break
+                for key, value in filled.items():
+                    scope[key] = value
+                    record.outputs[key] = for_record(value)  # the checks see it whole
+                    if key in node.metrics:
+                        metrics[key] = float(value)
             metrics["latency_ms"] = (time.perf_counter() - started - queued) * 1000.0
             current = None
             if parse_failure is not None:
@@ -307,6 +319,27 @@ def parse_json_output(text: str, node_id: str, display: str, line: int | None) -
             line=line,
             hint="ask for JSON only in the prompt, or use 'parse: text'",
         ) from None
+
+
+def state_values(node: ResolvedNode, output: Any) -> dict[str, Any]:
+    """What a node's output puts into the state: the whole output under its
+    key, or (``outputs``) each named key of the parsed object; a ``metrics``
+    key must hold a number. Raises OutputParseError when the answer does not
+    fit (the prompt's failure)."""
+    if not node.outputs:
+        values = {node.output_key: output}
+    elif not isinstance(output, dict):
+        raise OutputParseError(f"node {node.id!r}: the answer is not a JSON object with {', '.join(node.outputs)}")
+    else:
+        missing = [key for key in node.outputs if key not in output]
+        if missing:
+            raise OutputParseError(f"node {node.id!r}: the answer has no {', '.join(missing)}")
+        values = {key: output[key] for key in node.outputs}
+    for key in node.metrics:
+        value = values.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise OutputParseError(f"node {node.id!r}: {key} is not a number ({_shown(repr(value))})")
+    return values
 
 
 def _shown(text: str) -> str:

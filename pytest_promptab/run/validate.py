@@ -34,7 +34,7 @@ def validate_workflow(
     config = loaded.config
     base = loaded.base_dir
     input_names = set().union(*(case.inputs.keys() for case in loaded.cases)) if loaded.cases else set()
-    all_outputs = {node.output_key for node in config.nodes}
+    all_outputs = {key for node in config.nodes for key in node.state_keys}
     for index, check in enumerate(config.checks):
         line = loaded.line("checks", index)
         if check.type not in checks.types:
@@ -106,7 +106,7 @@ def validate_workflow(
                     where = f"variant {variant!r} node {node.id!r} {part}"
                     _check_names(renderer, source, known, where=where, display=display, line=line)
                     _check_expected(renderer, source, loaded, where=where, display=display, line=line)
-            known = known | {node.output_key}
+            known = known | set(node.state_keys)
 
 
 def _check_names(

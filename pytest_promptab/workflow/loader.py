@@ -23,7 +23,9 @@ from pydantic import BaseModel, ValidationError
 from ..errors import ConfigError
 from ..textsafe import NotText, decode_text
 from .cases import load_cases
-from .marked_yaml import Loc, line_for, parse_yaml, top_level_has_key
+from .formats import configurable_agents as ca
+from .formats.ca_parts import Located
+from .marked_yaml import CONTENT, Loc, line_for, parse_yaml, top_level_has_key
 from .schema import (
     USERINFO_HINT,
     USERINFO_MESSAGE,
@@ -43,6 +45,10 @@ class LoadedWorkflow:
     cases: list[CaseConfig]
     marks: dict[Loc, int] = field(default_factory=dict)
     sha256: str = ""
+    source_format: str = "promptab"
+    """``promptab`` or ``configurable-agents`` (translated on load)."""
+    notes: list[str] = field(default_factory=list)
+    """Keys the file's format accepts and promptab does not use (shown under -v)."""
 
     @property
     def base_dir(self) -> Path:
@@ -80,8 +86,20 @@ def _is_promptab_bytes(raw: bytes) -> bool:
         return False
     found = top_level_has_key(text, "ab_test")
     if found is None:  # does not parse: ours when it says so on a line of its own
-        return bool(_AB_TEST_LINE.search(text))
-    return found
+        return bool(_AB_TEST_LINE.search(text)) or ca.looks_like_ca_text(text)
+    return found or _is_ca_text(text)
+
+
+def _is_ca_text(text: str) -> bool:
+    """A configurable-agents workflow with ``config.ab_test`` (parsed only
+    when its top level has ``schema_version``, ``flow`` and ``nodes``)."""
+    if not all(top_level_has_key(text, key) for key in ("schema_version", "flow", "nodes")):
+        return False
+    try:
+        data, _ = parse_yaml(text, "<file>")
+    except ConfigError:  # bounded parse refused it: let the load say why
+        return ca.looks_like_ca_text(text)
+    return ca.is_ca_data(data)
 
 
 def _looks_like_ab_test(raw: bytes) -> bool:
@@ -93,8 +111,11 @@ def _looks_like_ab_test(raw: bytes) -> bool:
                for enc in ("utf-16-le", "utf-16-be"))
 
 
-def load_workflow(path: Path, *, display: str | None = None) -> LoadedWorkflow:
-    """Read, parse and validate ``path``; ``display`` is how errors name it."""
+def load_workflow(path: Path, *, display: str | None = None,
+                  provider: dict[str, Any] | None = None) -> LoadedWorkflow:
+    """Read, parse and validate ``path``; ``display`` is how errors name it.
+    ``provider`` (``--promptab-provider``) replaces the provider of every node:
+    the file's default, the nodes' and the variants' overrides."""
     shown = display or str(path)
     try:
         raw = path.read_bytes()
@@ -109,12 +130,71 @@ def load_workflow(path: Path, *, display: str | None = None) -> LoadedWorkflow:
     if not isinstance(data, dict):
         raise ConfigError("a workflow file must be a mapping (key: value) at the top level", path=shown, line=1)
     _refuse_url_credentials(data, (), marks, shown)
+    source_format, notes = "promptab", []
+    if ca.is_ca_data(data):
+        try:
+            translation = ca.translate(data, marks)
+        except Located as exc:
+            raise ConfigError(exc.message, path=shown, line=_located_line(marks, exc.loc), hint=exc.hint) from None
+        data, marks, notes, source_format = translation.data, translation.marks, translation.notes, "configurable-agents"
+    if provider is not None:
+        data = with_provider(data, provider)
     try:
         config = WorkflowConfig.model_validate(data)
     except ValidationError as exc:
         raise _schema_error(exc, marks, shown) from None
     cases = load_cases(config, path.parent, shown, marks)
-    return LoadedWorkflow(path=path, config=config, cases=cases, marks=marks, sha256=hashlib.sha256(raw).hexdigest())
+    return LoadedWorkflow(path=path, config=config, cases=cases, marks=marks, sha256=hashlib.sha256(raw).hexdigest(),
+                          source_format=source_format, notes=notes)
+
+
+def with_provider(data: dict[str, Any], provider: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with ``provider`` as every node's provider (the file default
+    replaced; node and variant overrides dropped; checks keep theirs)."""
+    out = dict(data, provider=dict(provider))
+    if isinstance(data.get("nodes"), list):
+        out["nodes"] = [{k: v for k, v in n.items() if k != "provider"} if isinstance(n, dict) else n
+                        for n in data["nodes"]]
+    ab = data.get("ab_test")
+    if isinstance(ab, dict) and isinstance(ab.get("variants"), list):
+        variants = [{k: v for k, v in item.items() if k != "provider"} if isinstance(item, dict) else item
+                    for item in ab["variants"]]
+        out["ab_test"] = dict(ab, variants=variants)
+    return out
+
+
+def parse_provider_spec(spec: str) -> dict[str, Any]:
+    """``--promptab-provider`` / ini ``promptab_provider``: a provider mapping
+    written as YAML flow, e.g. ``{type: python, callable: "stand_in.py:respond"}``."""
+    from pydantic import ValidationError as _VE
+
+    from .schema import ProviderConfig
+
+    where = "--promptab-provider"
+    try:
+        data, _ = parse_yaml(spec, where)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}", hint="write it as YAML flow: '{type: openai, model: m}'") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, e.g. '{{type: openai, base_url: \"http://127.0.0.1:8000/v1\", "
+                          "model: local}'")
+    try:
+        ProviderConfig.model_validate(data)
+    except _VE as exc:
+        first = exc.errors(include_url=False)[0]
+        place = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}: {place + ': ' if place else ''}{first['msg']}") from None
+    return data
+
+
+def _located_line(marks: dict[Loc, int], loc: Loc) -> int | None:
+    """The line of ``loc``; ``(..., CONTENT, n)`` is the n-th line of a value's text."""
+    if len(loc) >= 2 and loc[-2] == CONTENT and isinstance(loc[-1], int):
+        first = marks.get(loc[:-1])
+        if first is not None:
+            return int(first) + loc[-1]
+        loc = loc[:-2]
+    return line_for(marks, loc)
 
 
 def _refuse_url_credentials(data: Any, loc: Loc, marks: dict[Loc, int], shown: str) -> None:
@@ -123,7 +203,7 @@ def _refuse_url_credentials(data: Any, loc: Loc, marks: dict[Loc, int], shown: s
     would repeat the value, and this one must never be printed."""
     if isinstance(data, dict):
         for key, value in data.items():
-            if key == "base_url" and isinstance(value, str) and url_has_userinfo(value):
+            if key in ("base_url", "api_base") and isinstance(value, str) and url_has_userinfo(value):
                 where = _dotted(loc + (key,))
                 raise ConfigError(f"{where}: {USERINFO_MESSAGE}", path=shown, line=line_for(marks, loc + (key,)),
                                   hint=USERINFO_HINT)

@@ -119,10 +119,22 @@ class NodeConfig(_Model):
     parse: Literal["text", "json"] = "text"
     provider: dict[str, Any] | None = None
     """Keys of ``provider`` to override for this node only."""
+    outputs: list[str] | None = None
+    """With ``parse: json``: each of these keys of the parsed object joins the
+    state under its own name (configurable-agents' ``outputs:``); an answer
+    without one of them is a parse failure."""
+    metrics: list[str] = Field(default_factory=list)
+    """State keys this node fills with a number, recorded as per-run metrics
+    under their own names (configurable-agents' number-typed outputs)."""
 
     @property
     def output_key(self) -> str:
         return self.output or self.id
+
+    @property
+    def state_keys(self) -> list[str]:
+        """The state keys this node's output fills."""
+        return list(self.outputs) if self.outputs else [self.output_key]
 
 
 class CaseConfig(_Model):
@@ -187,6 +199,9 @@ class GateConfig(_Model):
     variants: list[str] | None = None
     confidence: float | None = None
     """Judge the interval's far bound at this confidence, not the estimate."""
+    not_judged: str | None = None
+    """Why this gate cannot be judged (e.g. ``no prices``): it is reported as
+    a warning and never fails or blocks (set by file-format translations)."""
 
     @model_validator(mode="after")
     def _has_bound(self) -> GateConfig:
@@ -407,6 +422,7 @@ class WorkflowConfig(_Model):
         """Every per-run metric this workflow records."""
         names = list(BASE_METRICS)
         names += [f"node.{n.id}.latency_ms" for n in self.nodes]
+        names += [m for n in self.nodes for m in n.metrics]
         names += [f"check.{name}" for name in self.check_names()]
         if any(n.parse == "json" for n in self.nodes):
             names.append("check.parse")

@@ -27,6 +27,14 @@ class ResolvedNode:
     output_key: str
     prompt_line: int | None
     system_line: int | None
+    outputs: tuple[str, ...] = ()
+    """State keys filled from the parsed JSON object (empty: ``output_key``)."""
+    metrics: tuple[str, ...] = ()
+    """State keys recorded as per-run metrics."""
+
+    @property
+    def state_keys(self) -> tuple[str, ...]:
+        return self.outputs or (self.output_key,)
 
 
 def find_variant(loaded: LoadedWorkflow, name: str) -> VariantConfig | None:
@@ -77,6 +85,8 @@ def resolve_nodes(loaded: LoadedWorkflow, variant_name: str) -> list[ResolvedNod
                 output_key=node.output_key,
                 prompt_line=prompt_line,
                 system_line=system_line,
+                outputs=tuple(node.outputs or ()),
+                metrics=tuple(node.metrics),
             )
         )
     return nodes
