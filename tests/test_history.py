@@ -86,8 +86,10 @@ def test_regression_blocks_names_cases_and_a_blocked_session_never_becomes_the_r
     reference = history(pytester)[0].name
 
     echo_workflow("flow", flow(BROKEN, REGRESSION))  # no --promptab-compare: the regression gate asks
-    second = run(pytester)
+    second = run(pytester, "--promptab-html", "report.html")
     assert second.ret == 10
+    page = (pytester.path / "report.html").read_text()  # the HTML report shows the regression too
+    assert "cases worse: c: 100% -&gt; 0%, d: 100% -&gt; 0%" in page and "DEPLOY BLOCKED" in page
     out = second.stdout.str()
     assert f"vs reference .promptab/history/{reference}" in out.replace("\n    ", " ")
     second.stdout.fnmatch_lines([

@@ -68,6 +68,16 @@ def render_html(summary: SessionSummary, title: str = "promptab report") -> str:
     return env.get_template("report.html.j2").render(page_data(summary, title=title))
 
 
+def _vs_reference(ab: ABTestSummary) -> list[str]:
+    """The "vs reference" lines of the table (regressions against a saved
+    session, SPEC 12), or the one line saying there was nothing to compare."""
+    if ab.vs_reference is not None:
+        from ..analysis.regression import vs_reference_lines
+
+        return vs_reference_lines(ab.vs_reference)
+    return [f"vs reference: {ab.compare_note}"] if ab.compare_note else []
+
+
 def page_data(summary: SessionSummary, title: str = "promptab report") -> dict[str, Any]:
     opts = sized(summary)
     return {
@@ -121,6 +131,7 @@ def abtest_data(
         "nodeid": ab.nodeid,
         "file": ab.file,
         "verdict": verdict(ab),
+        "vs_reference": _vs_reference(ab),
         "blocked": blocks_deploy(ab.gates) and not interrupted,
         "blocked_by": [
             f"{g.gate} ({g.variant})" for g in ab.gates if g.outcome == "failed" and g.action == "BLOCK_DEPLOY"
