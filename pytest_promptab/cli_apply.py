@@ -8,7 +8,9 @@ goes through the same code as ``--promptab-apply-best``
 byte-exact rewrite, backup and atomic replace. The winner's prompts and
 settings are recomputed from the workflow file and the winner's name: the
 file's sha256 in the session proves it is the file the session ran. A file
-whose bytes already equal what applying writes is "already applied".
+whose bytes already equal what applying writes is "already applied" (a
+history file holds their sha256, ``applied_sha256``; for a results.json, a
+file that already has the winner's prompts and settings).
 
 Exit codes: 0 when everything asked was applied or already applied; 1 when
 something was refused (a file changed since, an A/B test no longer in its
@@ -71,8 +73,10 @@ def run_apply(session: str | None, ab_tests: Sequence[str], *, dry_run: bool, ro
             decision = ApplyDecision(ab.file, ab.name, False, ab.winner,
                                      f"{ab.file}: not applied: cannot load the file: {exc.message}", "file")
         else:
+            planned = (saved.entry(ab.nodeid) or {}).get("applied_sha256")
             decision = apply_winner(file, loaded.config, ab, collected_sha256=ab.file_sha256,
-                                    interrupted=saved.summary.interrupted, later=True, dry_run=dry_run)
+                                    interrupted=saved.summary.interrupted, later=True, dry_run=dry_run,
+                                    applied_sha256=planned if isinstance(planned, str) else None)
         print(f"{ab.nodeid}: {decision.message.removeprefix(ab.file + ': ')}")
         if decision.diff:
             sys.stdout.write(decision.diff)

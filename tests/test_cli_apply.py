@@ -5,6 +5,8 @@ edited since refused, ``--dry-run`` changing nothing, bad arguments exit 2."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -53,6 +55,28 @@ def test_apply_writes_what_apply_best_writes(pytester: pytest.Pytester, session:
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"{NODEID}: already applied 'empathetic'" in again.stdout
     assert session.read_bytes() == expected
+
+
+def test_the_history_file_knows_the_bytes_applying_writes(pytester: pytest.Pytester, session: Path) -> None:
+    (history,) = (pytester.path / ".promptab" / "history").glob("*.json")
+    (entry,) = json.loads(history.read_text(encoding="utf-8"))["index"]
+    assert _apply(pytester.path).returncode == 0
+    assert entry["applied_sha256"] == hashlib.sha256(session.read_bytes()).hexdigest()
+    # edited elsewhere after applying: it still has the winner's prompts, but not those bytes
+    session.write_bytes(session.read_bytes() + b"# edited by hand\n")
+    result = _apply(pytester.path, str(history))
+    assert result.returncode == 1
+    assert f"{NODEID}: not applied: the file changed since that session ran" in result.stdout
+
+
+def test_a_session_run_with_apply_best_is_already_applied(pytester: pytest.Pytester, examples_dir: Path) -> None:
+    best = pytester.runpytest("--promptab", "--promptab-no-mlflow", "--promptab-apply-best", "examples/")
+    assert best.ret == 0, best.stdout.str()
+    after = (examples_dir / "support.yaml").read_bytes()
+    result = _apply(pytester.path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{NODEID}: already applied 'empathetic'" in result.stdout
+    assert (examples_dir / "support.yaml").read_bytes() == after
 
 
 def test_apply_refuses_a_file_changed_since(pytester: pytest.Pytester, session: Path) -> None:

@@ -28,7 +28,7 @@ from ..fileio import atomic_write_bytes
 from ..workflow.schema import WorkflowConfig
 from .rewrite import NodeChange, WorkflowChange, rewrite
 
-__all__ = ["ApplyDecision", "apply_winner", "change_for_variant", "refusal"]
+__all__ = ["ApplyDecision", "apply_winner", "change_for_variant", "planned_sha256", "refusal", "rewritten"]
 
 
 @dataclass
@@ -117,6 +117,7 @@ def apply_winner(
     write: bool = True,
     later: bool = False,
     dry_run: bool = False,
+    applied_sha256: str | None = None,
 ) -> ApplyDecision:
     """Write the A/B test's winner into ``path`` when the rules allow it.
 
@@ -126,7 +127,10 @@ def apply_winner(
     session end writes it. ``later`` is ``promptab apply``: ``summary`` comes
     from a saved session, ``workflow`` from the file as it is now, and a file
     that already holds exactly what applying writes is "already applied".
-    ``dry_run`` computes the diff (in ``diff``) and writes nothing."""
+    ``dry_run`` computes the diff (in ``diff``) and writes nothing.
+    ``applied_sha256`` (from the session, when it has it): the sha256 of the
+    bytes applying writes, so a changed file is "already applied" exactly
+    when it holds those bytes."""
     path = Path(path)
     label = summary.file or str(path)
     winner = summary.winner if summary.has_significant_winner else None
@@ -146,23 +150,26 @@ def apply_winner(
     changed = hashlib.sha256(data).hexdigest() != collected_sha256
     if changed and not later:
         return refuse("file changed since collection")
-    encoding = _encoding(data)
+    if changed and applied_sha256 is not None:  # the session knows the bytes applying writes
+        if hashlib.sha256(data).hexdigest() == applied_sha256:
+            return ApplyDecision(label, summary.name, True, winner, f"{label}: already applied {winner!r}", "already")
+        return refuse("the file changed since that session ran (its sha256 differs); run the session again")
     try:
-        text = data.decode(encoding)
-        new_data = rewrite(text, change_for_variant(workflow, winner), path=label).encode(encoding)
+        new_data = rewritten(data, workflow, winner, label)
     except UnicodeError:
-        return refuse(f"the file is not valid {encoding} text")
+        return refuse(f"the file is not valid {_encoding(data)} text")
     except ApplyError as exc:
         return refuse(_one_line(exc))
     if new_data == data:
-        if later:  # the file already holds what applying writes (applied before)
+        if later:  # the file already holds the winner's prompts and settings
             return ApplyDecision(label, summary.name, True, winner, f"{label}: already applied {winner!r}", "already")
         return refuse(f"the file already has the prompts of {winner!r}")
     if changed:
         return refuse("the file changed since that session ran (its sha256 differs); run the session again")
     if dry_run:
-        diff = "".join(difflib.unified_diff(
-            text.splitlines(True), new_data.decode(encoding).splitlines(True), f"a/{label}", f"b/{label}"))
+        encoding = _encoding(data)
+        diff = "".join(difflib.unified_diff(data.decode(encoding).splitlines(True),
+                                            new_data.decode(encoding).splitlines(True), f"a/{label}", f"b/{label}"))
         return ApplyDecision(label, summary.name, True, winner, f"{label}: would apply {winner!r} "
                              f"({_why(summary, winner)})", diff=diff)
     if not write:
@@ -172,6 +179,32 @@ def apply_winner(
     except OSError as exc:
         return refuse(f"cannot write the file ({exc.strerror or exc}); it was left as it was")
     return ApplyDecision(label, summary.name, True, winner, f"{label}: applied {winner!r} ({_why(summary, winner)})")
+
+
+def rewritten(data: bytes, workflow: WorkflowConfig, winner: str, label: str) -> bytes:
+    """The file's bytes with ``winner`` written in, in the file's encoding.
+    Raises ApplyError (a value it cannot rewrite) or UnicodeError."""
+    encoding = _encoding(data)
+    return rewrite(data.decode(encoding), change_for_variant(workflow, winner), path=label).encode(encoding)
+
+
+def planned_sha256(path: Path, workflow: WorkflowConfig, summary: ABTestSummary, *, collected_sha256: str,
+                   applied: bool) -> str | None:
+    """The sha256 of the bytes applying the winner writes into ``path`` (saved
+    with the session for ``promptab apply``), or None when the decision does
+    not allow applying or the file is not the collected one any more.
+    ``applied``: apply-best already wrote them, so they are the file's bytes."""
+    if refusal(summary, interrupted=False) is not None or summary.winner is None:
+        return None
+    try:
+        data = Path(path).read_bytes()
+        if applied:
+            return hashlib.sha256(data).hexdigest()
+        if hashlib.sha256(data).hexdigest() != collected_sha256:
+            return None
+        return hashlib.sha256(rewritten(data, workflow, summary.winner, summary.file)).hexdigest()
+    except (OSError, UnicodeError, ApplyError):
+        return None
 
 
 def _why(summary: ABTestSummary, winner: str) -> str:
