@@ -29,7 +29,7 @@ USAGE = 2
 
 
 def run_apply(session: str | None, ab_tests: Sequence[str], *, dry_run: bool, rootdir: str | None) -> int:
-    from .apply.best import ApplyDecision, apply_winner
+    from .apply.best import ApplyDecision, apply_winner, refusal
     from .errors import PromptabError
     from .report.history import history_files, load_saved, shown_path
     from .workflow.loader import load_workflow
@@ -70,8 +70,9 @@ def run_apply(session: str | None, ab_tests: Sequence[str], *, dry_run: bool, ro
         try:
             loaded = load_workflow(file, display=ab.file)
         except PromptabError as exc:
-            decision = ApplyDecision(ab.file, ab.name, False, ab.winner,
-                                     f"{ab.file}: not applied: cannot load the file: {exc.message}", "file")
+            why = refusal(ab, interrupted=saved.summary.interrupted)  # the decision comes first
+            decision = ApplyDecision(ab.file, ab.name, False, ab.winner, f"{ab.file}: not applied: "
+                                     f"{why or 'cannot load the file: ' + exc.message}", "decision" if why else "file")
         else:
             planned = (saved.entry(ab.nodeid) or {}).get("applied_sha256")
             decision = apply_winner(file, loaded.config, ab, collected_sha256=ab.file_sha256,

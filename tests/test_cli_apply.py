@@ -114,6 +114,34 @@ def test_apply_reads_a_results_file(pytester: pytest.Pytester, session: Path) ->
     assert f"{NODEID}: applied 'empathetic'" in result.stdout
 
 
+def test_no_significant_winner_is_reported_and_refused_only_when_asked(
+    pytester: pytest.Pytester, echo_workflow
+) -> None:
+    path = echo_workflow(
+        "flow",
+        """
+        name: same
+        provider: {type: python, callable: "echo_provider.py:echo"}
+        nodes: [{id: a, prompt: "{{ line }}"}]
+        cases: [{id: one, inputs: {line: "yes"}}, {id: two, inputs: {line: "no"}}]
+        checks: [{type: equals, value: "yes"}]
+        ab_test:
+          name: ab
+          runs: 2
+          variants: [{name: same, prompts: {a: "{{ line }}"}}]
+        """,
+    )
+    assert pytester.runpytest("--promptab", "--promptab-no-mlflow").ret in (0, 1)
+    before = path.read_bytes()
+    result = _apply(pytester.path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "flow.yaml::ab: not applied: no significant winner" in result.stdout, result.stdout
+    asked = _apply(pytester.path, "--ab-test", "flow.yaml::ab")
+    assert asked.returncode == 1
+    assert "flow.yaml::ab: not applied: no significant winner" in asked.stdout
+    assert path.read_bytes() == before and not (pytester.path / "flow.yaml.bak").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
