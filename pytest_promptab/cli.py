@@ -3,11 +3,13 @@
 - ``promptab compare OLD NEW``: each A/B test of NEW against the same A/B test
   of OLD (history or results files): the same tables, with their "vs reference"
   part, that a ``--promptab-compare`` session prints;
-- ``promptab history``: the saved sessions under ``.promptab/history/``.
+- ``promptab history``: the saved sessions under ``.promptab/history/``;
+- ``promptab apply [SESSION] [--dry-run] [--ab-test NODEID]...``: a saved
+  session's winners written into their files (:mod:`pytest_promptab.cli_apply`).
 
 It imports nothing heavy until a subcommand needs it. Exit codes: 0; 1 when
 ``compare`` finds the deploy candidate significantly worse on the objective;
-2 for usage; 4 for a file that cannot be read as a promptab results file.
+2 for usage; ``apply``: see its module; 4 for a file that cannot be read as a promptab results file.
 """
 
 from __future__ import annotations
@@ -27,11 +29,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare.add_argument("new", help="the session held against it")
     history = sub.add_parser("history", help="list the sessions saved under .promptab/history/")
     history.add_argument("--rootdir", default=".", help="the project root (default: the current folder)")
-    sub.add_parser("apply", help="apply a saved session's decision (not yet: use pytest --promptab-apply-best)")
+    apply = sub.add_parser("apply", help="write a saved session's winners into their workflow files")
+    apply.add_argument("session", nargs="?", default=None,
+                       help="a history file or a results.json (default: the latest saved session)")
+    apply.add_argument("--dry-run", action="store_true", help="print the diff it would write; change nothing")
+    apply.add_argument("--ab-test", action="append", default=[], metavar="NODEID",
+                       help="only this A/B test (<file>::<name>); may be repeated")
+    apply.add_argument("--rootdir", default=None,
+                       help="the project root the files are named from (default: the history file's, else .)")
     args = parser.parse_args(argv)
     if args.command == "apply":
-        print("promptab apply: not yet available; run pytest --promptab --promptab-apply-best", file=sys.stderr)
-        return 2
+        from .cli_apply import run_apply
+
+        return run_apply(args.session, args.ab_test, dry_run=args.dry_run, rootdir=args.rootdir)
     from .errors import PromptabError
 
     try:

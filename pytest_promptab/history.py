@@ -121,8 +121,26 @@ def save_session(psession: PromptabSession) -> str | None:
 
     candidates = {ab.nodeid: psession.applied.get(ab.nodeid) or ab.baseline for ab in summary.abtests}
     try:
-        path = save_history(psession.options.rootdir, summary, candidates)
+        path = save_history(psession.options.rootdir, summary, candidates, planned=_planned(psession))
     except OSError as exc:
         return f"the session was not saved to .promptab/history/: {exc.strerror or exc}"
     psession.history_path = shown_path(path)
     return None
+
+
+def _planned(psession: PromptabSession) -> dict[str, str]:
+    """Per A/B test, the sha256 of the bytes applying its winner writes (for
+    ``promptab apply``: "already applied" exactly when the file holds them)."""
+    from .apply.best import planned_sha256
+
+    assert psession.summary is not None
+    planned: dict[str, str] = {}
+    for ab in psession.summary.abtests:
+        loaded = psession.workflows.get(ab.file)
+        if loaded is None:
+            continue
+        sha = planned_sha256(loaded.path, loaded.config, ab, collected_sha256=ab.file_sha256,
+                             applied=psession.applied.get(ab.nodeid) == ab.winner)
+        if sha is not None:
+            planned[ab.nodeid] = sha
+    return planned

@@ -15,6 +15,7 @@ terminal shows.
 from __future__ import annotations
 
 import codecs
+import difflib
 import hashlib
 import os
 import stat
@@ -27,7 +28,7 @@ from ..fileio import atomic_write_bytes
 from ..workflow.schema import WorkflowConfig
 from .rewrite import NodeChange, WorkflowChange, rewrite
 
-__all__ = ["ApplyDecision", "apply_winner", "change_for_variant"]
+__all__ = ["ApplyDecision", "apply_winner", "change_for_variant", "planned_sha256", "refusal", "rewritten"]
 
 
 @dataclass
@@ -39,6 +40,11 @@ class ApplyDecision:
     """The variant written into the file, or the winner that was not."""
     message: str
     """One line for the terminal: what was decided and why."""
+    kind: str = "applied"
+    """``applied`` (or would be), ``already`` (the file has it), ``decision``
+    (the saved decision does not allow applying) or ``file`` (the file refused)."""
+    diff: str | None = None
+    """With ``dry_run``: the unified diff that applying would write."""
 
 
 def change_for_variant(workflow: WorkflowConfig, variant_name: str) -> WorkflowChange:
@@ -77,6 +83,30 @@ def change_for_variant(workflow: WorkflowConfig, variant_name: str) -> WorkflowC
     return WorkflowChange(nodes=nodes, provider=provider)
 
 
+def refusal(summary: ABTestSummary, *, interrupted: bool) -> str | None:
+    """Why the A/B test's decision does not allow applying its winner, or
+    None when it does: the same rules for ``--promptab-apply-best`` and for
+    ``promptab apply`` (which reads the decision from a saved session)."""
+    winner = summary.winner if summary.has_significant_winner else None
+    if interrupted:
+        return "the session was interrupted"
+    if not summary.complete:
+        return "not every run of the A/B test ran (deselected or stopped early)"
+    if winner is None:  # the reason says which: no significant winner, gates, no runs
+        return summary.winner_reason or "no significant winner"
+    won = next((v for v in summary.variants if v.name == winner), None)
+    if won is not None and won.error_rate is not None and won.error_rate > summary.max_error_rate:
+        n = won.failed_runs
+        return (
+            f"{winner!r} has {n} failed run{'s' if n != 1 else ''} of {won.runs} ({won.error_rate:.0%}), "
+            f"above ab_test.max_error_rate {summary.max_error_rate:g}"
+        )
+    violated = next((v.violated for v in summary.variants if v.name == winner), [])
+    if violated:
+        return f"{winner!r} violates {', '.join(violated)}"
+    return None
+
+
 def apply_winner(
     path: Path,
     workflow: WorkflowConfig,
@@ -85,52 +115,63 @@ def apply_winner(
     collected_sha256: str,
     interrupted: bool,
     write: bool = True,
+    later: bool = False,
+    dry_run: bool = False,
+    applied_sha256: str | None = None,
 ) -> ApplyDecision:
     """Write the A/B test's winner into ``path`` when the rules allow it.
 
     Never raises for a refusal: the decision says what happened and why.
     ``write=False`` decides without writing (``applied`` then means "would be
     applied"): the gates judge that winner as the deploy candidate before the
-    session end writes it."""
+    session end writes it. ``later`` is ``promptab apply``: ``summary`` comes
+    from a saved session, ``workflow`` from the file as it is now, and a file
+    that already holds exactly what applying writes is "already applied".
+    ``dry_run`` computes the diff (in ``diff``) and writes nothing.
+    ``applied_sha256`` (from the session, when it has it): the sha256 of the
+    bytes applying writes, so a changed file is "already applied" exactly
+    when it holds those bytes."""
     path = Path(path)
     label = summary.file or str(path)
     winner = summary.winner if summary.has_significant_winner else None
 
-    def refuse(why: str) -> ApplyDecision:
-        return ApplyDecision(label, summary.name, False, winner, f"{label}: not applied: {why}")
+    def refuse(why: str, kind: str = "file") -> ApplyDecision:
+        return ApplyDecision(label, summary.name, False, winner, f"{label}: not applied: {why}", kind)
 
-    if interrupted:
-        return refuse("the session was interrupted")
-    if not summary.complete:
-        return refuse("not every run of the A/B test ran (deselected or stopped early)")
-    if winner is None:  # the reason says which: no significant winner, gates, no runs
-        return refuse(summary.winner_reason or "no significant winner")
-    won = next((v for v in summary.variants if v.name == winner), None)
-    if won is not None and won.error_rate is not None and won.error_rate > summary.max_error_rate:
-        n = won.failed_runs
-        return refuse(
-            f"{winner!r} has {n} failed run{'s' if n != 1 else ''} of {won.runs} ({won.error_rate:.0%}), "
-            f"above ab_test.max_error_rate {summary.max_error_rate:g}"
-        )
-    violated = next((v.violated for v in summary.variants if v.name == winner), [])
-    if violated:
-        return refuse(f"{winner!r} violates {', '.join(violated)}")
+    why = refusal(summary, interrupted=interrupted)
+    if why is not None or winner is None:
+        return refuse(why or "no significant winner", "decision")
+    if later and workflow.ab_test.name != summary.name:
+        return refuse(f"the A/B test {summary.name!r} is not in the file any more")
     try:
         data = path.read_bytes()
     except OSError as exc:
         return refuse(f"cannot read the file ({exc.strerror or exc})")
-    if hashlib.sha256(data).hexdigest() != collected_sha256:
+    changed = hashlib.sha256(data).hexdigest() != collected_sha256
+    if changed and not later:
         return refuse("file changed since collection")
-    encoding = _encoding(data)
+    if changed and applied_sha256 is not None:  # the session knows the bytes applying writes
+        if hashlib.sha256(data).hexdigest() == applied_sha256:
+            return ApplyDecision(label, summary.name, True, winner, f"{label}: already applied {winner!r}", "already")
+        return refuse("the file changed since that session ran (its sha256 differs); run the session again")
     try:
-        text = data.decode(encoding)
-        new_data = rewrite(text, _change(text, workflow, winner), path=label).encode(encoding)
+        new_data = rewritten(data, workflow, winner, label)
     except UnicodeError:
-        return refuse(f"the file is not valid {encoding} text")
+        return refuse(f"the file is not valid {_encoding(data)} text")
     except ApplyError as exc:
         return refuse(_one_line(exc))
     if new_data == data:
+        if later:  # the file already holds the winner's prompts and settings
+            return ApplyDecision(label, summary.name, True, winner, f"{label}: already applied {winner!r}", "already")
         return refuse(f"the file already has the prompts of {winner!r}")
+    if changed:
+        return refuse("the file changed since that session ran (its sha256 differs); run the session again")
+    if dry_run:
+        encoding = _encoding(data)
+        diff = "".join(difflib.unified_diff(data.decode(encoding).splitlines(True),
+                                            new_data.decode(encoding).splitlines(True), f"a/{label}", f"b/{label}"))
+        return ApplyDecision(label, summary.name, True, winner, f"{label}: would apply {winner!r} "
+                             f"({_why(summary, winner)})", diff=diff)
     if not write:
         return ApplyDecision(label, summary.name, True, winner, f"{label}: would apply {winner!r}")
     try:
@@ -155,6 +196,33 @@ def _change(text: str, workflow: WorkflowConfig, winner: str) -> WorkflowChange:
     if prompts is None:
         return change_for_variant(workflow, winner)
     return WorkflowChange(nodes={node_id: NodeChange(prompt=prompt) for node_id, prompt in prompts.items()})
+
+
+def rewritten(data: bytes, workflow: WorkflowConfig, winner: str, label: str) -> bytes:
+    """The file's bytes with ``winner`` written in, in the file's encoding.
+    Raises ApplyError (a value it cannot rewrite) or UnicodeError."""
+    encoding = _encoding(data)
+    text = data.decode(encoding)
+    return rewrite(text, _change(text, workflow, winner), path=label).encode(encoding)
+
+
+def planned_sha256(path: Path, workflow: WorkflowConfig, summary: ABTestSummary, *, collected_sha256: str,
+                   applied: bool) -> str | None:
+    """The sha256 of the bytes applying the winner writes into ``path`` (saved
+    with the session for ``promptab apply``), or None when the decision does
+    not allow applying or the file is not the collected one any more.
+    ``applied``: apply-best already wrote them, so they are the file's bytes."""
+    if refusal(summary, interrupted=False) is not None or summary.winner is None:
+        return None
+    try:
+        data = Path(path).read_bytes()
+        if applied:
+            return hashlib.sha256(data).hexdigest()
+        if hashlib.sha256(data).hexdigest() != collected_sha256:
+            return None
+        return hashlib.sha256(rewritten(data, workflow, summary.winner, summary.file)).hexdigest()
+    except (OSError, UnicodeError, ApplyError):
+        return None
 
 
 def _why(summary: ABTestSummary, winner: str) -> str:

@@ -8,7 +8,8 @@ serialisation) with a header in front: ``schema_version``, ``saved_at``,
 with what later readers need without the runs: the node id, the file's
 sha256, the deploy candidate, the winner, the gates' outcomes, the apply
 decision, whether the session is *accepted* as a reference for that A/B test,
-and each variant's prompt/settings/model hashes.
+each variant's prompt/settings/model hashes, and ``applied_sha256``, the
+sha256 of the file as applying its winner writes it (``promptab apply``).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def accepted(ab: ABTestSummary, candidate: str, interrupted: bool) -> bool:
     return not any(j.variant == candidate and j.outcome == "failed" for j in ab.gates)
 
 
-def index_entry(ab: ABTestSummary, candidate: str, interrupted: bool) -> dict[str, Any]:
+def index_entry(ab: ABTestSummary, candidate: str, interrupted: bool,
+                planned: str | None = None) -> dict[str, Any]:
     return {
         "nodeid": ab.nodeid,
         "file": ab.file,
@@ -69,6 +71,7 @@ def index_entry(ab: ABTestSummary, candidate: str, interrupted: bool) -> dict[st
         "apply": ab.apply_decision,
         "accepted": accepted(ab, candidate, interrupted),
         "hashes": {v.name: variant_hashes(v) for v in ab.variants},
+        "applied_sha256": planned,
     }
 
 
@@ -80,7 +83,7 @@ def history_pieces(summary: SessionSummary, header: dict[str, Any]) -> Iterator[
 
 
 def save_history(rootdir: Path, summary: SessionSummary, candidates: dict[str, str], *,
-                 now: datetime | None = None) -> Path:
+                 now: datetime | None = None, planned: dict[str, str] | None = None) -> Path:
     """Write this session's history file; returns its path. Raises OSError."""
     from ..gitinfo import git_info
 
@@ -91,7 +94,8 @@ def save_history(rootdir: Path, summary: SessionSummary, candidates: dict[str, s
         "saved_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "git": {k: git[k] for k in ("commit", "branch", "dirty") if k in git},
         "complete": not summary.interrupted and all(ab.complete for ab in summary.abtests),
-        "index": [index_entry(ab, candidates.get(ab.nodeid) or ab.baseline, summary.interrupted)
+        "index": [index_entry(ab, candidates.get(ab.nodeid) or ab.baseline, summary.interrupted,
+                              (planned or {}).get(ab.nodeid))
                   for ab in summary.abtests],
     }
     path = history_dir(rootdir) / history_name(now, git)
