@@ -59,7 +59,8 @@ def test_apply_writes_what_apply_best_writes(pytester: pytest.Pytester, session:
 
 def test_the_history_file_knows_the_bytes_applying_writes(pytester: pytest.Pytester, session: Path) -> None:
     (history,) = (pytester.path / ".promptab" / "history").glob("*.json")
-    (entry,) = json.loads(history.read_text(encoding="utf-8"))["index"]
+    index = json.loads(history.read_text(encoding="utf-8"))["index"]
+    entry = next(e for e in index if e["nodeid"] == NODEID)  # examples/ also holds a configurable-agents A/B test
     assert _apply(pytester.path).returncode == 0
     assert entry["applied_sha256"] == hashlib.sha256(session.read_bytes()).hexdigest()
     # edited elsewhere after applying: it still has the winner's prompts, but not those bytes
