@@ -28,7 +28,8 @@ from ..analysis.gates import blocks_deploy
 from ..analysis.summary import ABTestSummary, SessionSummary, VariantSummary
 from ..fileio import atomic_write_text
 from ..run.records import RunRecord
-from .htmlcharts import forest_plot, p_text, pct, rate_chart, signed, strip_plot
+from .htmlcharts import forest_plot, pct, rate_chart, signed, strip_plot
+from .table import p_text
 
 OUTPUT_CHARS = 1500
 """An output longer than this is cut, with a marker saying how much was left out."""

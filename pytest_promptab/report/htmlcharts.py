@@ -128,10 +128,6 @@ def signed(value: float | None, metric: str) -> str:
     return f"{value:+.3g}"
 
 
-def p_text(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def _num(value: float) -> str:

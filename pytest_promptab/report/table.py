@@ -92,7 +92,7 @@ def _p_cell(summary: ABTestSummary, v: VariantSummary) -> str:
         return ""
     if c is None or c.diff is None:
         return "-"
-    return _p(c.p_adjusted) + (" sig" if c.better else "")
+    return p_text(c.p_adjusted) + (" sig" if c.better else "")
 
 
 def _gates(summary: ABTestSummary, v: VariantSummary, *, detail: bool = True) -> str:
@@ -281,7 +281,8 @@ def _signed(value: float | None, metric: str, *, unit: str = "pp") -> str:
     return f"{value:+.3g}"
 
 
-def _p(value: float | None) -> str:
+def p_text(value: float | None) -> str:
+    """A p-value as the table and the HTML report show it."""
     if value is None:
         return "-"
     return "<0.001" if value < 0.001 else f"{value:.3f}"

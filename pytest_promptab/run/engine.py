@@ -140,20 +140,12 @@ class Engine:
                     trace_entry(node.id, messages, response, for_record(response.text))
                 )
                 output: Any = response.text
-                if node.parse == "json":
-                    try:
-                        output = parse_json_output(response.text, node.id, display, node.prompt_line)
-                    except OutputParseError as exc:
-                        # the prompt's failure, not the run's: a failed check, and no later node runs
-                        record.outputs[node.output_key] = response.text
-                        parse_failure = CheckResult(
-                            name=PARSE_CHECK, type="parse", passed=False, score=0.0, expected="JSON",
-                            actual=_shown(response.text), detail=exc.message,
-                        )  # fmt: skip
-                        break
                 try:
+                    if node.parse == "json":
+                        output = parse_json_output(response.text, node.id, display, node.prompt_line)
                     filled = state_values(node, output)
                 except OutputParseError as exc:
+                    # the prompt's failure, not the run's: a failed check, and no later node runs
                     record.outputs[node.output_key] = response.text
                     parse_failure = CheckResult(
                         name=PARSE_CHECK, type="parse", passed=False, score=0.0, expected="JSON",
