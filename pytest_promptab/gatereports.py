@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from .errors import PromptabWarning
-from .session import GateVerdict, PromptabSession
+from .session import PromptabSession
+from .session_data import GateVerdict
 
 PENDING_PROPERTY = "promptab_gate_pending"
 

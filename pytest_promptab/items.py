@@ -26,7 +26,7 @@ import pytest
 from .errors import PromptabError, PromptabWarning
 from .gatereports import PENDING_PROPERTY
 from .run.records import USER_PROPERTY, RunRecord
-from .session import GateVerdict, RunJob
+from .session_data import GateVerdict, RunJob
 from .stash import SESSION_KEY
 from .workflow.loader import LoadedWorkflow
 

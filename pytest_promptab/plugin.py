@@ -15,7 +15,8 @@ import pytest
 from .stash import SESSION_KEY, YAML_SEEN_KEY
 
 if TYPE_CHECKING:
-    from .session import PromptabOptions, PromptabSession
+    from .session import PromptabSession
+    from .session_data import PromptabOptions
 
 
 
@@ -93,7 +94,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def read_options(config: pytest.Config) -> PromptabOptions:
-    from .session import CACHE_MODES, PromptabOptions
+    from .session_data import CACHE_MODES, PromptabOptions
 
     def pick(option: str, ini: str) -> Any:
         value = config.getoption(option)

@@ -21,6 +21,7 @@ from .analysis.summary import ABTestSummary, GateJudgement, SessionSummary
 from .errors import PromptabError
 from .report.journal import RunJournal, describe_os_error, journal_path
 from .run.records import RunRecord, received_record
+from .session_data import CACHE_MODES, GateVerdict, PromptabOptions, RunJob
 from .workflow.loader import LoadedWorkflow, load_workflow
 
 if TYPE_CHECKING:
@@ -31,73 +32,10 @@ if TYPE_CHECKING:
     from .run.runner import Runner
     from .tracking.process import MlflowProcess
 
-CACHE_MODES = ("off", "record", "replay", "auto")
-
 PREFETCH_WINDOW = 256
 PREFETCH_PER_CALL = 32
 """Runs queued ahead of the item being reported: the larger of
 ``PREFETCH_WINDOW`` and ``PREFETCH_PER_CALL`` per call in flight."""
-
-
-@dataclass
-class PromptabOptions:
-    rootdir: Path
-    concurrency: int = 8
-    runs: int | None = None
-    cache: str = "off"
-    apply_best: bool = False
-    block_exit_code: int = 10
-    json_path: Path | None = None
-    html_path: Path | None = None
-    """``--promptab-html``: where the HTML report goes (none when not given)."""
-    mlflow_uri: str | None = None
-    mlflow_ini: str | None = None
-    no_mlflow: bool = False
-    mlflow_traces: int = 50
-    verbose: int = 0
-    no_history: bool = False
-    compare: bool = False
-    """``--promptab-compare`` (or implied by ``--promptab-compare-to``/``-fail``)."""
-    compare_to: str | None = None
-    compare_fail: list[tuple[str, Any]] = field(default_factory=list)
-    """``(metric, Tolerance)`` of each ``--promptab-compare-fail``."""
-    provider: str | None = None
-    """``--promptab-provider``: a provider mapping (YAML flow) for every node."""
-
-    @property
-    def results_path(self) -> Path:
-        return self.json_path or self.rootdir / ".promptab" / "results.json"
-
-
-@dataclass
-class RunJob:
-    """What one item runs."""
-
-    display: str
-    variant: str
-    case_index: int
-    run: int
-
-    @property
-    def key(self) -> tuple[str, str, int, int]:
-        return (self.display, self.variant, self.case_index, self.run)
-
-
-@dataclass
-class GateVerdict:
-    """What one gate item reports: a judgement's outcome (passed, warned,
-    failed, xfailed) or skipped, with the message shown."""
-
-    outcome: str
-    message: str
-    judgement: GateJudgement | None = None
-
-    def properties(self) -> list[tuple[str, Any]]:
-        """The user properties of the gate's report (``--junitxml``)."""
-        j = self.judgement
-        if j is None:
-            return [("promptab_outcome", self.outcome), ("promptab_reason", self.message)]
-        return [("promptab_gate", f"{j.action} {j.gate}"), ("promptab_value", j.value), ("promptab_outcome", j.outcome)]
 
 
 @dataclass
