@@ -21,7 +21,7 @@ from .analysis.summary import ABTestSummary, GateJudgement, SessionSummary
 from .errors import PromptabError
 from .report.journal import RunJournal, describe_os_error, journal_path
 from .run.records import RunRecord, received_record
-from .session_data import CACHE_MODES, GateVerdict, PromptabOptions, RunJob
+from .session_data import GateVerdict, PromptabOptions, RunJob
 from .workflow.loader import LoadedWorkflow, load_workflow
 
 if TYPE_CHECKING:

@@ -49,7 +49,7 @@ def decode_text(raw: bytes) -> str:
         if raw.startswith(bom):
             try:
                 return raw[len(bom) :].decode(encoding)
-            except UnicodeDecodeError as exc:
+            except UnicodeDecodeError:
                 raise NotText(f"the file starts with a {encoding.upper()} byte order mark but is not "
                               f"{encoding.upper()} text") from None
     try:

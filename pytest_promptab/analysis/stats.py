@@ -19,12 +19,8 @@ With a single case the runs are the unit, paired by run number.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
-
-import numpy as np
 
 from ..run.records import RunRecord
 from ..workflow.schema import ObjectiveConfig

@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import __version__
 from ..analysis.summary import ABTestSummary, VariantSummary
-from .gitinfo import git_info
+from ..gitinfo import git_info
 
 MAX_PARAM_VALUE, MAX_TAG_VALUE, MAX_KEY = 6000, 8000, 250
 MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_ENTITIES = 1000, 100, 100, 1000  # per log_batch call
