@@ -124,8 +124,8 @@ def test_apply_best_writes_the_winning_prompt_byte_exact(pytester: pytest.Pytest
 @pytest.mark.parametrize(
     ("edit", "message", "needle"),
     [
-        ({"edges": "  - {from: START, to: writer}\n  - from: writer\n    routes:\n"
-                   "      - {condition: {logic: default}, to: END}\n"}, "'routes' edges are not supported", "routes:"),
+        ({"edges": "  - {from: START, to: writer}\n  - from: writer\n    to: [END, writer]\n"},
+         "fork edges (to: a list) are not supported", "to: [END"),
         ({"edges": "  - {from: START, to: writer}\n  - from: writer\n    loop: {condition_field: done}\n"},
          "'loop' edges are not supported", "loop:"),
         ({"edges": "  - {from: START, to: writer}\n  - from: writer\n"
@@ -145,7 +145,7 @@ def test_apply_best_writes_the_winning_prompt_byte_exact(pytester: pytest.Pytest
         ({"extra": "  gates:\n    - {name: g, metric: wibble_avg, threshold: 1, action: WARN}\n"},
          "'wibble' is not a metric of this workflow", "wibble_avg"),
     ],
-    ids=["routes", "loop", "parallel", "tools", "code", "memory", "unknown-name", "metric-collision", "gate-metric"],
+    ids=["fork", "loop", "parallel", "tools", "code", "memory", "unknown-name", "metric-collision", "gate-metric"],
 )
 def test_unsupported_or_wrong_is_a_located_error(
     pytester: pytest.Pytester, fake_openai: FakeOpenAI, edit: dict[str, str], message: str, needle: str

@@ -111,7 +111,8 @@ def test_results_file_has_runs_aggregates_comparisons_and_gates(pytester: pytest
     baseline = ab["variants"][0]
     assert baseline["pass_rate"] == 0.5
     assert baseline["aggregates"]["passed"] == {
-        "n": 4, "mean": 0.5, "std": pytest.approx(0.5773502691896257), "min": 0.0, "max": 1.0, "p50": 0.0, "p95": 1.0
+        "n": 4, "mean": 0.5, "std": pytest.approx(0.5773502691896257), "min": 0.0, "max": 1.0, "p50": 0.0, "p95": 1.0,
+        "p99": 1.0,
     }  # fmt: skip
     assert baseline["aggregates"]["tokens_out"]["mean"] == 1.0
     loud = ab["variants"][1]

@@ -88,10 +88,21 @@ def test_describe_small_sample() -> None:
     assert (d["min"], d["max"]) == (2.0, 9.0)
     assert d["p50"] == 4.0  # ceil(4)-1 = 3 -> 4th sorted value
     assert d["p95"] == 9.0  # ceil(7.6)-1 = 7 -> 8th
+    assert d["p99"] == 9.0  # ceil(7.92)-1 = 7 -> 8th
+
+
+def test_describe_p99_nearest_rank() -> None:
+    # the vectors configurable-agents' calculate_percentiles gives (format notes, section 8)
+    assert describe(list(range(1, 101)))["p99"] == 99.0
+    assert describe(list(range(1, 11)))["p99"] == 10.0
+    assert describe(list(range(1, 21)))["p99"] == 20.0
+    assert describe([5, 1, 3])["p99"] == 5.0
+    assert describe(list(range(1, 201)))["p99"] == 198.0  # ceil(198)-1 = 197 -> 198th, not the maximum
 
 
 def test_describe_one_value_and_empty() -> None:
-    assert describe([3.5]) == {"n": 1, "mean": 3.5, "std": 0.0, "min": 3.5, "max": 3.5, "p50": 3.5, "p95": 3.5}
+    assert describe([3.5]) == {"n": 1, "mean": 3.5, "std": 0.0, "min": 3.5, "max": 3.5, "p50": 3.5, "p95": 3.5,
+                             "p99": 3.5}
     assert describe([]) == {"n": 0}
 
 

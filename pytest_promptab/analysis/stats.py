@@ -52,7 +52,7 @@ def nearest_rank(values: Sequence[float], p: float) -> float:
 
 def describe(values: Sequence[float]) -> dict[str, float]:
     """``n``, ``mean``, ``std`` (sample, ddof=1; 0.0 for one value), ``min``,
-    ``max``, ``p50``, ``p95`` of ``values``; ``{"n": 0}`` when empty.
+    ``max``, ``p50``, ``p95``, ``p99`` of ``values``; ``{"n": 0}`` when empty.
 
     ``None`` and NaN values are left out (they are not measurements)."""
     xs = sorted(float(v) for v in values if v is not None and not math.isnan(v))
@@ -69,6 +69,7 @@ def describe(values: Sequence[float]) -> dict[str, float]:
         "max": xs[-1],
         "p50": nearest_rank(xs, 50),
         "p95": nearest_rank(xs, 95),
+        "p99": nearest_rank(xs, 99),
     }
 
 

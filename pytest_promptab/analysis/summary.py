@@ -121,7 +121,7 @@ class VariantSummary:
     runs: int
     failed_runs: int
     aggregates: dict[str, dict[str, float]]
-    """metric -> stat (n, mean, std, min, max, p50, p95) -> value."""
+    """metric -> stat (n, mean, std, min, max, p50, p95, p99) -> value."""
     pass_rate: float | None
     pass_rate_ci: tuple[float, float] | None
     comparison: Comparison | None = None

@@ -1,7 +1,9 @@
 """The workflow engine: one run of one variant on one case.
 
 Nodes run in order; each node's output joins the template scope of the nodes
-after it. Then the checks are evaluated and the run's metrics computed. The
+after it. A node with ``routes`` chooses the node the run goes on to (always
+a later one, or the end) from the state; the nodes it passes over do not
+run, and a check on their output fails, saying so. Then the checks are evaluated and the run's metrics computed. The
 engine never raises for a broken run: it returns a :class:`RunRecord` with
 status ``error`` that says which node failed and why. It is thread-safe: the
 runner calls it from a pool of threads.
@@ -22,7 +24,7 @@ from ..errors import CheckError, OutputParseError, PromptabError
 from ..providers.base import Provider, ProviderRequest
 from ..providers.registry import ProviderRegistry
 from ..workflow.loader import LoadedWorkflow
-from ..workflow.schema import CaseConfig, CheckConfig, ProviderConfig
+from ..workflow.schema import END, CaseConfig, CheckConfig, ProviderConfig
 from ..workflow.templates import TemplateRenderer
 from ..workflow.variants import ResolvedNode, merge, resolve_nodes
 from .outputs import for_record
@@ -93,6 +95,7 @@ class Engine:
         cost = 0.0
         have_tokens = have_cost = False
         current: str | None = None
+        ran: list[ResolvedNode] = []
         parse_failure: CheckResult | None = None
         try:
             nodes = self.nodes(loaded, variant)
@@ -100,8 +103,11 @@ class Engine:
             providers = [self.provider(node.provider, loaded.base_dir) for node in nodes]
             queued = 0.0  # time spent waiting for a max_concurrency slot is not latency
             started = time.perf_counter()
-            for node, provider in zip(nodes, providers):
+            position = 0
+            while position < len(nodes):
+                node, provider = nodes[position], providers[position]
                 current = node.id
+                ran.append(node)
                 messages = []
                 if node.system:
                     system = self.renderer.render(
@@ -157,12 +163,13 @@ class Engine:
                     record.outputs[key] = for_record(value)  # the checks see it whole
                     if key in node.metrics:
                         metrics[key] = float(value)
+                position = self._next(node, position, nodes, scope)
             metrics["latency_ms"] = (time.perf_counter() - started - queued) * 1000.0
             current = None
             if parse_failure is not None:
                 record.checks = [parse_failure]
             else:
-                record.checks = self._run_checks(loaded, display, nodes, scope, case.id)
+                record.checks = self._run_checks(loaded, display, nodes, ran, scope, case.id)
                 if any(node.parse == "json" for node in nodes):
                     record.checks.append(
                         CheckResult(name=PARSE_CHECK, type="parse", passed=True, score=1.0, expected="JSON")
@@ -203,15 +210,48 @@ class Engine:
         record.status = "passed" if passed else "check_failed"
         return record
 
+    def _next(self, node: ResolvedNode, position: int, nodes: list[ResolvedNode], scope: dict[str, Any]) -> int:
+        """The position of the node the run goes on to (``len(nodes)``: the
+        end): the first route whose condition holds, else the default route;
+        without routes, the next node."""
+        if not node.routes:
+            return position + 1
+        target = next((to for when, to in node.routes if when is None), END)
+        for when, to in node.routes:
+            if when is not None and self.renderer.holds(when, scope):
+                target = to
+                break
+        if target == END:
+            return len(nodes)
+        return next(i for i, n in enumerate(nodes) if n.id == target)
+
     def _run_checks(
-        self, loaded: LoadedWorkflow, display: str, nodes: list[ResolvedNode], scope: dict[str, Any], case_id: str
+        self,
+        loaded: LoadedWorkflow,
+        display: str,
+        nodes: list[ResolvedNode],
+        ran: list[ResolvedNode],
+        scope: dict[str, Any],
+        case_id: str,
     ) -> list[CheckResult]:
         results = []
-        last = nodes[-1].output_key
+        last = ran[-1].output_key
+        produced = {key for node in ran for key in node.state_keys}
+        unreached = {key: node.id for node in nodes if node not in ran for key in node.state_keys
+                     if key not in produced}  # fmt: skip
         for index, check in enumerate(loaded.config.checks):
             name = check.name or check.type
             line = loaded.line("checks", index)
             field = check.field or last
+            if field.partition(".")[0] in unreached:
+                # the routes took another way: that node's output is not there to check
+                node_id = unreached[field.partition(".")[0]]
+                results.append(CheckResult(
+                    name=name, type=check.type, passed=False, score=0.0, actual=None,
+                    detail=f"field {field!r} has no value in this run: node {node_id!r} did not run "
+                           f"(the routes went {' -> '.join(n.id for n in ran)})",
+                ))  # fmt: skip
+                continue
             actual = lookup(scope, field)
             if actual is _MISSING:
                 raise CheckError(

@@ -107,6 +107,28 @@ def validate_workflow(
                     _check_names(renderer, source, known, where=where, display=display, line=line)
                     _check_expected(renderer, source, loaded, where=where, display=display, line=line)
             known = known | set(node.state_keys)
+            if variant == config.ab_test.baseline:
+                _check_routes(loaded, node.id, known, renderer, display)
+
+
+def _check_routes(loaded: LoadedWorkflow, node_id: str, known: set[str], renderer: TemplateRenderer,
+                  display: str) -> None:
+    """A node's route conditions parse and read only names in scope after it."""
+    index = next(i for i, n in enumerate(loaded.config.nodes) if n.id == node_id)
+    for r_index, route in enumerate(loaded.config.nodes[index].routes or ()):
+        if route.when is None:
+            continue
+        line = loaded.line("nodes", index, "routes", r_index, "when")
+        where = f"node {node_id!r} route {r_index + 1}"
+        names = renderer.condition_variables(route.when, where=where, path=display, line=line)
+        unknown = sorted(names - known)
+        if unknown:
+            raise ConfigError(
+                f"{where}: condition {route.when!r} reads {unknown[0]!r}, which is not in the state",
+                path=display,
+                line=line,
+                hint=f"the names in scope are: {', '.join(sorted(known))}",
+            )
 
 
 def _check_names(

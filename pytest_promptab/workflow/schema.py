@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-RUN_STATS = ("n", "mean", "std", "min", "max", "p50", "p95")
+RUN_STATS = ("n", "mean", "std", "min", "max", "p50", "p95", "p99")
 """The statistics computed for every metric of every variant."""
 
 BASE_METRICS = (
@@ -108,6 +108,22 @@ class ProviderConfig(_Model):
         return self
 
 
+END = "END"
+"""The route target that ends the run."""
+
+
+class RouteConfig(_Model):
+    """One way on from a node: to ``to`` when ``when`` holds. ``when`` is a
+    Jinja2 expression on the run's state (``category == "billing"``); a
+    route without it is the default, taken when no other holds. A condition
+    that cannot be evaluated on the state (a missing name, text compared
+    with a number) does not hold."""
+
+    when: str | None = None
+    to: str = Field(min_length=1)
+    """A node after this one in ``nodes``, or ``END``."""
+
+
 class NodeConfig(_Model):
     """One prompt step of the workflow."""
 
@@ -126,6 +142,10 @@ class NodeConfig(_Model):
     metrics: list[str] = Field(default_factory=list)
     """State keys this node fills with a number, recorded as per-run metrics
     under their own names (configurable-agents' number-typed outputs)."""
+    routes: list[RouteConfig] | None = None
+    """Where the run goes after this node: the first route whose ``when``
+    holds, else the default (the route without ``when``). Without routes,
+    the next node in ``nodes`` (the last one ends the run)."""
 
     @property
     def output_key(self) -> str:
@@ -349,6 +369,8 @@ class WorkflowConfig(_Model):
                 raise LocatedValueError(
                     "no provider for this node: add a top-level 'provider:' (or one on every node)", ("nodes", index)
                 )
+        for index, node in enumerate(self.nodes):
+            _check_routes(node, index, node_ids)
         if self.cases is not None and self.inputs is not None:
             raise LocatedValueError("give either 'cases' or 'inputs', not both", ("inputs",))
         if isinstance(self.cases, list):
@@ -427,6 +449,35 @@ class WorkflowConfig(_Model):
         if any(n.parse == "json" for n in self.nodes):
             names.append("check.parse")
         return names
+
+
+def _check_routes(node: NodeConfig, index: int, node_ids: list[str]) -> None:
+    """Routes go forward (to a node after this one, or END: so every run
+    ends), and exactly one of them is the default."""
+    if node.routes is None:
+        return
+    defaults = [r for r, route in enumerate(node.routes) if route.when is None]
+    if len(defaults) != 1:
+        raise LocatedValueError(
+            f"node {node.id!r}: routes need exactly one default (a route without 'when'), "
+            f"taken when no condition holds; found {len(defaults)}",
+            ("nodes", index, "routes", defaults[1] if defaults else 0),
+        )
+    for r, route in enumerate(node.routes):
+        if route.to == END:
+            continue
+        if route.to not in node_ids:
+            raise LocatedValueError(
+                f"node {node.id!r}: route to unknown node {route.to!r}{_closest(route.to, node_ids + [END])}; "
+                f"nodes are: {', '.join(node_ids)} (or END)",
+                ("nodes", index, "routes", r, "to"),
+            )
+        if node_ids.index(route.to) <= index:
+            raise LocatedValueError(
+                f"node {node.id!r}: route to {route.to!r} goes back; routes go to a node after this one "
+                "(or END), so loops are not supported",
+                ("nodes", index, "routes", r, "to"),
+            )
 
 
 def _check_metric_name(metric: str, known: set[str], *, what: str) -> None:

@@ -125,7 +125,34 @@ class TemplateRenderer:
             autoescape=False,
         )
         self._compiled: dict[str, jinja2.Template] = {}
+        self._conditions: dict[str, Any] = {}
         self._lock = threading.Lock()
+
+    def condition_variables(self, source: str, *, where: str, path: str | None = None,
+                            line: int | None = None) -> set[str]:
+        """The names a route condition (a Jinja2 expression) reads; a syntax
+        error raises :class:`TemplateError`."""
+        try:
+            self._env.compile_expression(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{where}: invalid condition {source!r}: {exc.message}", path=path, line=line,
+                                hint="a condition is a Jinja2 expression, e.g. category == \"billing\"") from None
+        return self.variables("{{ (" + source + ") }}", where=where, path=path, line=line)
+
+    def holds(self, source: str, scope: dict[str, Any]) -> bool:
+        """Whether a route condition holds on ``scope``. A condition that
+        cannot be evaluated (a missing name, a comparison of text with a
+        number) does not hold."""
+        expression = self._conditions.get(source)
+        if expression is None:
+            expression = self._env.compile_expression(source, undefined_to_none=False)
+            with self._lock:
+                self._conditions[source] = expression
+        try:
+            _budget.start()
+            return bool(expression(**scope))
+        except Exception:  # noqa: BLE001 - any failure on the data: the condition does not hold
+            return False
 
     def variables(self, source: str, *, where: str, path: str | None = None, line: int | None = None) -> set[str]:
         """The names ``source`` reads from its scope (syntax errors raise)."""

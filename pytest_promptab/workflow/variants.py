@@ -31,6 +31,9 @@ class ResolvedNode:
     """State keys filled from the parsed JSON object (empty: ``output_key``)."""
     metrics: tuple[str, ...] = ()
     """State keys recorded as per-run metrics."""
+    routes: tuple[tuple[str | None, str], ...] = ()
+    """(condition or None for the default, target node id or END), in the
+    file's order; empty: on to the next node."""
 
     @property
     def state_keys(self) -> tuple[str, ...]:
@@ -87,6 +90,7 @@ def resolve_nodes(loaded: LoadedWorkflow, variant_name: str) -> list[ResolvedNod
                 system_line=system_line,
                 outputs=tuple(node.outputs or ()),
                 metrics=tuple(node.metrics),
+                routes=tuple((r.when, r.to) for r in node.routes or ()),
             )
         )
     return nodes

@@ -107,27 +107,26 @@ def output_schema(node_id: str, schema: Any, outputs: list[str], loc: Loc) -> tu
     return {"response_format": response_format}, types
 
 
-_STATS = {"avg": "mean", "mean": "mean", "min": "min", "max": "max", "p50": "p50", "p95": "p95", "std": "std"}
+_STATS = {"avg": "mean", "mean": "mean", "min": "min", "max": "max", "p50": "p50", "p95": "p95", "p99": "p99",
+          "std": "std"}
 _METRICS = {"cost_usd": "cost_usd", "duration_ms": "latency_ms", "total_tokens": "tokens_total",
             "tokens": "tokens_total", "latency_ms": "latency_ms"}
 _ACTIONS = {"warn": "WARN", "fail": "FAIL", "block_deploy": "BLOCK_DEPLOY"}
 
 
 def gate_metric(metric: str, outputs: set[str], loc: Loc) -> str:
-    """``cost_usd_avg``, ``avg_cost_usd``, ``quality_score_p95``, ``success_rate``
-    -> promptab's ``cost_usd.mean``, ``quality_score.p95``, ``pass_rate``."""
+    """``cost_usd_avg``, ``avg_cost_usd``, ``quality_score_p95``,
+    ``duration_ms_p99``, ``success_rate`` -> promptab's ``cost_usd.mean``,
+    ``quality_score.p95``, ``latency_ms.p99``, ``pass_rate``."""
     if metric in ("success_rate", "pass_rate"):
         return "pass_rate"
     base, stat = metric, "mean"
-    prefix = re.match(r"^(avg|min|max|p50|p95)_(.+)$", metric)
-    suffix = re.match(r"^(.+)_(avg|mean|min|max|p50|p95|std)$", metric)
+    prefix = re.match(r"^(avg|min|max|p50|p95|p99)_(.+)$", metric)
+    suffix = re.match(r"^(.+)_(avg|mean|min|max|p50|p95|p99|std)$", metric)
     if suffix:
         base, stat = suffix.group(1), _STATS[suffix.group(2)]
     elif prefix:
         base, stat = prefix.group(2), _STATS[prefix.group(1)]
-    if re.search(r"_p99$|^p99_", metric):
-        raise Located(f"gate metric {metric!r}: p99 is not computed by promptab (p50, p95, min, max, avg are)",
-                      loc)
     name = _METRICS.get(base, base)
     if name not in _METRICS.values() and name not in outputs:
         known = sorted(set(_METRICS) | outputs)

@@ -4,15 +4,15 @@
 kept, so that every later error names the original file's lines.
 
 What maps (README, "configurable-agents files"): linear edges from START to
-END; ``{state.x}`` / ``{x}`` / ``{a.b}`` templates and node ``inputs:``;
+END and ``routes`` (:mod:`.ca_routes`); ``{state.x}`` / ``{x}`` / ``{a.b}`` templates and node ``inputs:``;
 ``state.fields`` defaults and ``webhook.default_inputs`` as the single case;
 ``output_schema`` as OpenAI structured output parsed into ``outputs``, with
 number-typed outputs as per-run metrics; ``config.llm`` / a node's ``llm``
 onto the OpenAI-compatible provider; ``config.ab_test`` variants, run count
 and experiment; gates in both dialects. A top-level ``promptab:`` mapping
 (which configurable-agents ignores) adds promptab's own keys. What does not
-map (``routes``, ``loop``, ``parallel``, ``tools``, ``code``, ``memory``) is a
-located error, so nothing runs wrongly.
+map (``loop``, ``parallel``, ``tools``, ``code``, ``memory``, a route back) is
+a located error, so nothing runs wrongly.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import re
 from typing import Any
 
 from ..schema import BASE_METRICS
-from . import ca_parts, ca_templates
+from . import ca_parts, ca_routes, ca_templates
 from .ca_parts import Loc, Located
 
 PROMPTAB_KEYS = ("cases", "checks", "objective", "pricing", "alpha", "regression", "provider", "max_error_rate")
@@ -57,6 +57,12 @@ class _Marks:
         for loc, line in self.old.items():
             if loc[:n] == old:
                 self.new[new + loc[n:]] = line
+
+    def at(self, new: Loc, old: Loc) -> None:
+        """``new`` marked at the line of ``old`` (or of its nearest parent)."""
+        line = self.line(old)
+        if line is not None:
+            self.new[new] = line
 
     def line(self, loc: Loc) -> int | None:
         while loc:
@@ -115,7 +121,9 @@ def translate(data: dict[str, Any], marks: dict[Loc, Any],
         if not isinstance(node, dict) or not isinstance(node.get("id"), str):
             raise Located("each node needs 'id:'", ("nodes", index))
         by_id[node["id"]] = index
-    order = _chain(data.get("edges"), by_id)
+    fields = data["state"]["fields"]
+    graph = ca_routes.flow(data.get("edges"), by_id, {str(k): str(v["type"]) for k, v in fields.items()})
+    order = graph.order
 
     global_llm = ca_parts.llm_keys(config.get("llm"), ("config", "llm"))
     provider = promptab.get("provider") or ca_parts.provider_for(global_llm, env)
@@ -133,6 +141,13 @@ def translate(data: dict[str, Any], marks: dict[Loc, Any],
         metrics |= set(node.get("metrics", ()))
         nodes.append(node)
         m.put(("nodes", new_index), ("nodes", index))
+        if index in graph.routes:
+            node["routes"] = [route for route, _ in graph.routes[index]]
+            for r_index, (route, where) in enumerate(graph.routes[index]):
+                m.at(("nodes", new_index, "routes", r_index), where)
+                m.at(("nodes", new_index, "routes", r_index, "to"), where)
+                m.at(("nodes", new_index, "routes", r_index, "when"),
+                     where[:-1] + ("condition", "logic") if "routes" in where else where)
         m.put(("nodes", new_index, "settings"), ("nodes", index, "output_schema"))
         m.put(("nodes", new_index, "provider"), ("nodes", index, "llm"))
     out["nodes"] = nodes
@@ -184,49 +199,6 @@ def _state(raw: Any) -> dict[str, Any]:
             raise Located("Cannot have both required=true and a default value", ("state", "fields", name))
         out[str(name)] = spec.get("default")
     return out
-
-
-def _chain(edges: Any, by_id: dict[str, int]) -> list[int]:
-    """Node indexes in edge order from START to END (linear edges only)."""
-    if not isinstance(edges, list) or not edges:
-        raise Located("edges must be a non-empty list of {from, to}", ("edges",))
-    nxt: dict[str, str] = {}
-    for index, edge in enumerate(edges):
-        loc = ("edges", index)
-        if not isinstance(edge, dict) or "from" not in edge:
-            raise Located("each edge needs 'from:' and 'to:'", loc)
-        for kind in ("routes", "loop", "parallel"):
-            if edge.get(kind) is not None:
-                raise Located(f"'{kind}' edges are not supported by promptab: only linear edges (from, to) run",
-                              loc + (kind,), "test a linear variant of the flow")
-        to = edge.get("to")
-        if isinstance(to, list):
-            raise Located("fork edges (to: a list) are not supported by promptab", loc + ("to",))
-        if not isinstance(to, str):
-            raise Located("an edge needs 'to:'", loc)
-        source = str(edge["from"])
-        for name, where in ((source, "from"), (to, "to")):
-            if name not in ("START", "END") and name not in by_id:
-                close = ca_templates.difflib.get_close_matches(name, list(by_id), n=1)
-                raise Located(f"edge {where} unknown node {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
-                              loc + (where,))
-        if source in nxt:
-            raise Located(f"a second edge from {source!r}: promptab runs linear flows only", loc)
-        nxt[source] = to
-    order: list[int] = []
-    here = "START"
-    while here != "END":
-        if here not in nxt:
-            raise Located(f"no edge leads on from {here!r} to END", ("edges",))
-        here = nxt[here]
-        if here != "END":
-            if by_id[here] in order:
-                raise Located(f"the edges go round in a circle at {here!r}", ("edges",))
-            order.append(by_id[here])
-    missing = [n for n, i in by_id.items() if i not in order]
-    if missing:
-        raise Located(f"node {missing[0]!r} is not on the path from START to END", ("nodes", by_id[missing[0]]))
-    return order
 
 
 def _node(node: dict[str, Any], index: int, state: dict[str, Any], global_llm: dict[str, Any],
