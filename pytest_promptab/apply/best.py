@@ -183,19 +183,23 @@ def apply_winner(
 
 def _change(text: str, workflow: WorkflowConfig, winner: str) -> WorkflowChange:
     """What to write: a configurable-agents file gets the winner's prompt as
-    that file writes it (its ``{state.x}`` templates), in the node's ``prompt:``."""
+    that file writes it (its ``{state.x}`` templates), in the node's
+    ``prompt:``, and its ``config_overrides`` values where they point
+    (``config.llm.temperature``)."""
     from ..workflow.formats.ca_parts import Located
-    from ..workflow.formats.configurable_agents import source_prompts
+    from ..workflow.formats.configurable_agents import source_change
 
     try:
-        prompts = source_prompts(text, winner)
+        found = source_change(text, winner)
     except Located as exc:
         raise ApplyError(exc.message, hint=exc.hint) from None
     except Exception:  # noqa: BLE001 - not parseable here: the promptab path decides
-        prompts = None
-    if prompts is None:
+        found = None
+    if found is None:
         return change_for_variant(workflow, winner)
-    return WorkflowChange(nodes={node_id: NodeChange(prompt=prompt) for node_id, prompt in prompts.items()})
+    prompts, keys = found
+    return WorkflowChange(nodes={node_id: NodeChange(prompt=prompt) for node_id, prompt in prompts.items()},
+                          keys=keys)
 
 
 def rewritten(data: bytes, workflow: WorkflowConfig, winner: str, label: str) -> bytes:

@@ -52,13 +52,16 @@ class WorkflowChange:
     provider: dict[str, Any] = field(default_factory=dict)
     """Keys set in the top-level ``provider:``. Everywhere, a dict whose old
     value is a mapping too is set key by key, as the engine merges a variant."""
+    keys: dict[str, Any] = field(default_factory=dict)
+    """Nested keys set from the top level (``{"config": {"llm": {"temperature": 0.1}}}``:
+    a configurable-agents variant's ``config_overrides``)."""
 
 
 def rewrite(text: str, change: WorkflowChange, *, path: str = "<file>") -> str:
     """Return ``text`` with ``change`` applied, every untouched byte kept.
 
     Raises :class:`ApplyError` when the change cannot be made safely."""
-    if not change.nodes and not change.provider:
+    if not change.nodes and not change.provider and not change.keys:
         return text
     eol = _eol(text)
     # Work on text that ends with a line break, so that no edit has to care
@@ -131,6 +134,8 @@ class _Rewriter:
                 raise ApplyError("the winner overrides 'provider' but the file has no top-level 'provider:' mapping",
                                  path=self.path, hint=_HINT)
             self.set_keys(entry[1], change.provider, "provider")
+        if change.keys:
+            self.set_keys(root, change.keys, "")
 
     def node(self, item: MappingNode, change: NodeChange, where: str) -> None:
         self.guard(item, where)
@@ -168,9 +173,9 @@ class _Rewriter:
             if entry is None:
                 missing.append((key, value))
             elif isinstance(value, dict) and isinstance(entry[1], MappingNode):
-                self.set_keys(entry[1], value, f"{where}.{key}")
+                self.set_keys(entry[1], value, f"{where}.{key}".lstrip("."))
             else:
-                self.replace(entry, value, f"{where}.{key}", mapping.flow_style)
+                self.replace(entry, value, f"{where}.{key}".lstrip("."), mapping.flow_style)
         if missing:
             last = mapping.value[-1][1] if mapping.value else None
             self.insert(mapping, missing, self.after_entry(last) if last is not None else None, where)
@@ -372,7 +377,7 @@ def _expected(data: Any, change: WorkflowChange) -> Any:
             node["settings"] = merge(node.get("settings") or {}, node_change.settings)
     if change.provider:
         data["provider"] = merge(data["provider"], change.provider)
-    return data
+    return merge(data, change.keys) if change.keys else data
 
 
 def _verify(text: str, result: str, change: WorkflowChange, path: str) -> None:

@@ -130,13 +130,14 @@ def load_workflow(path: Path, *, display: str | None = None,
     if not isinstance(data, dict):
         raise ConfigError("a workflow file must be a mapping (key: value) at the top level", path=shown, line=1)
     _refuse_url_credentials(data, (), marks, shown)
-    source_format, notes = "promptab", []
+    source_format, notes, case_defaults = "promptab", [], {}
     if ca.is_ca_data(data):
         try:
             translation = ca.translate(data, marks)
         except Located as exc:
             raise ConfigError(exc.message, path=shown, line=_located_line(marks, exc.loc), hint=exc.hint) from None
         data, marks, notes, source_format = translation.data, translation.marks, translation.notes, "configurable-agents"
+        case_defaults = translation.case_defaults
     if provider is not None:
         data = with_provider(data, provider)
     try:
@@ -144,6 +145,8 @@ def load_workflow(path: Path, *, display: str | None = None,
     except ValidationError as exc:
         raise _schema_error(exc, marks, shown) from None
     cases = load_cases(config, path.parent, shown, marks)
+    if case_defaults and isinstance(config.cases, str):  # a cases file: what a case does not give, the defaults do
+        cases = [c.model_copy(update={"inputs": {**case_defaults, **c.inputs}}) for c in cases]
     return LoadedWorkflow(path=path, config=config, cases=cases, marks=marks, sha256=hashlib.sha256(raw).hexdigest(),
                           source_format=source_format, notes=notes)
 

@@ -77,10 +77,13 @@ class Translation:
     """The promptab data, its marks, and what was accepted but not used."""
 
     def __init__(self, data: dict[str, Any], marks: dict[Loc, Any], notes: list[str],
-                 source_prompts: dict[str, dict[str, str]]) -> None:
+                 source_prompts: dict[str, dict[str, str]], case_defaults: dict[str, Any] | None = None) -> None:
         self.data, self.marks, self.notes = data, marks, notes
         self.source_prompts = source_prompts
         """Per variant name: node id -> the prompt as the file writes it."""
+        self.case_defaults = case_defaults or {}
+        """For the cases of a ``promptab: {cases: FILE}``: the input of every
+        field a case does not give (state defaults, ``webhook.default_inputs``)."""
 
 
 def translate(data: dict[str, Any], marks: dict[Loc, Any],
@@ -152,7 +155,7 @@ def translate(data: dict[str, Any], marks: dict[Loc, Any],
         m.put(("nodes", new_index, "provider"), ("nodes", index, "llm"))
     out["nodes"] = nodes
 
-    _inputs(out, m, data, promptab, state, notes)
+    defaults = _inputs(out, m, data, promptab, state, notes)
     if "checks" in promptab:
         out["checks"] = promptab["checks"]
         m.put(("checks",), ("promptab", "checks"))
@@ -182,7 +185,7 @@ def translate(data: dict[str, Any], marks: dict[Loc, Any],
     for key in config:
         if key not in ("llm", "ab_test", "gates"):
             notes.append(f"config.{key}: ignored")
-    return Translation(out, m.new, notes, source)
+    return Translation(out, m.new, notes, source, defaults if isinstance(out.get("cases"), str) else None)
 
 
 def _state(raw: Any) -> dict[str, Any]:
@@ -249,7 +252,9 @@ def _prompt(node: dict[str, Any], text: Any, state: dict[str, Any], loc: Loc) ->
 
 
 def _inputs(out: dict[str, Any], m: _Marks, data: dict[str, Any], promptab: dict[str, Any],
-            state: dict[str, Any], notes: list[str]) -> None:
+            state: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """Sets the cases (or the single case's inputs); returns the defaults of
+    every input (state defaults, ``webhook.default_inputs``, ``config.ab_test.inputs``)."""
     webhook = data.get("webhook")
     given = webhook.get("default_inputs") if isinstance(webhook, dict) else None
     ab = (data.get("config") or {}).get("ab_test")
@@ -261,9 +266,10 @@ def _inputs(out: dict[str, Any], m: _Marks, data: dict[str, Any], promptab: dict
             cases = [{**c, "inputs": {**base, **(c.get("inputs") or {})}} if isinstance(c, dict) else c for c in cases]
         out["cases"] = cases
         m.put(("cases",), ("promptab", "cases"))
-        return
+        return base
     out["inputs"] = base
     m.put(("inputs",), ("webhook", "default_inputs") if given is not None else ("state", "fields"))
+    return base
 
 
 def _override_provider(global_llm: dict[str, Any], llm: dict[str, Any]) -> dict[str, Any]:
@@ -323,11 +329,14 @@ def _ab_test(raw: Any, file_nodes: list[Any], state: dict[str, Any], out: dict[s
     return ab, source
 
 
-def source_prompts(text: str, variant: str) -> dict[str, str] | None:
-    """For apply-best: node id -> the variant's prompt as the file writes it
-    (``{state.x}`` templates, not their translation). None when ``text`` is
-    not a configurable-agents file; the baseline is ``{}``. Raises
-    :class:`Located` for a variant with ``config_overrides`` (not written)."""
+def source_change(text: str, variant: str) -> tuple[dict[str, str], dict[str, Any]] | None:
+    """For apply-best: what the file must say for its baseline to become
+    ``variant``: node id -> the variant's prompt as the file writes it
+    (``{state.x}`` templates, not their translation), and the variant's
+    ``config_overrides`` as nested keys from the top level
+    (``config.llm.temperature: 0.1`` -> ``{"config": {"llm": {"temperature": 0.1}}}``),
+    which is where configurable-agents applies them. None when ``text`` is
+    not a configurable-agents file; the baseline is ``({}, {})``."""
     from ..marked_yaml import parse_yaml
 
     data, _ = parse_yaml(text, "<file>")
@@ -335,11 +344,14 @@ def source_prompts(text: str, variant: str) -> dict[str, str] | None:
         return None
     ab = data["config"]["ab_test"] or {}
     nodes = data.get("nodes") or []
-    for index, item in enumerate(ab.get("variants") or []):
+    for item in ab.get("variants") or []:
         if isinstance(item, dict) and str(item.get("name")) == variant:
-            if item.get("config_overrides"):
-                raise Located(f"variant {variant!r} has config_overrides, which apply-best does not write",
-                              ("config", "ab_test", "variants", index, "config_overrides"),
-                              "copy the winner's prompt and overrides into the file by hand")
-            return {item.get("node_id") or nodes[0]["id"]: item["prompt"]}
-    return {}
+            keys: dict[str, Any] = {}
+            for dotted, value in (item.get("config_overrides") or {}).items():
+                *parents, last = str(dotted).split(".")
+                here = keys
+                for part in parents:
+                    here = here.setdefault(part, {})
+                here[last] = value
+            return {item.get("node_id") or nodes[0]["id"]: item["prompt"]}, keys
+    return {}, {}
