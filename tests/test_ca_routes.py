@@ -6,6 +6,7 @@ errors; the condition translation on its own."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,47 +17,7 @@ from tests.fake_openai import FakeOpenAI, default_text
 
 QUIET = ("-p", "no:hypothesispytest", "-p", "no:benchmark")
 
-ROUTED = """\
-schema_version: "1.0"
-flow: {{name: triage}}
-state:
-  fields:
-    email: {{type: str, default: "I was charged twice"}}
-    category: {{type: str}}
-    billing_reply: {{type: str}}
-    general_reply: {{type: str}}
-nodes:
-  - id: classify
-    prompt: "Classify: {{state.email}}"
-    outputs: [category]
-    output_schema: {{type: str}}
-  - id: billing_writer
-    prompt: "Billing reply to: {{state.email}}"
-    outputs: [billing_reply]
-    output_schema: {{type: str}}
-  - id: general_writer
-    prompt: "General reply to: {{state.email}}"
-    outputs: [general_reply]
-    output_schema: {{type: str}}
-edges:
-  - {{from: START, to: classify}}
-  - from: classify
-    routes:
-{routes}
-  - {{from: billing_writer, to: END}}
-  - {{from: general_writer, to: END}}
-config:
-  llm: {{provider: openai, api_base: "{base_url}", model: m}}
-  ab_test:
-    run_count: 1
-    variants:
-      - {{name: terse, node_id: billing_writer, prompt: "Two lines for: {{state.email}}"}}
-promptab:
-  cases:
-    - {{id: charged, inputs: {{email: "I was charged twice"}}}}
-    - {{id: crash, inputs: {{email: "The app crashes"}}}}
-{extra}"""
-
+CORPUS = Path(__file__).parent / "ca_corpus" / "support_triage.yaml"
 ROUTES = """\
       - condition: {logic: 'state.category == "billing"'}
         to: billing_writer
@@ -66,7 +27,11 @@ ROUTES = """\
 
 
 def routed(base_url: str, *, routes: str = ROUTES, extra: str = "") -> str:
-    return ROUTED.format(base_url=base_url, routes=routes.rstrip("\n"), extra=extra)
+    """The corpus file pointed at ``base_url``, with ``routes`` for the
+    classifier's and ``extra`` at the end (in its ``promptab:`` block)."""
+    text = CORPUS.read_text(encoding="utf-8")
+    assert ROUTES in text and 'api_base: "http://127.0.0.1:9/v1"' in text
+    return text.replace(ROUTES, routes).replace("http://127.0.0.1:9/v1", base_url) + extra
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
