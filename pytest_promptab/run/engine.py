@@ -3,8 +3,8 @@
 Nodes run in order; each node's output joins the template scope of the nodes
 after it. A node with ``routes`` chooses the node the run goes on to (always
 a later one, or the end) from the state; the nodes it passes over do not
-run, and a check on their output fails, saying so. Then the checks are evaluated and the run's metrics computed. The
-engine never raises for a broken run: it returns a :class:`RunRecord` with
+run, and a check on their output fails, saying so. Then the checks are
+evaluated and the run's metrics computed. The engine never raises for a broken run: it returns a :class:`RunRecord` with
 status ``error`` that says which node failed and why. It is thread-safe: the
 runner calls it from a pool of threads.
 """
@@ -236,9 +236,12 @@ class Engine:
     ) -> list[CheckResult]:
         results = []
         last = ran[-1].output_key
-        produced = {key for node in ran for key in node.state_keys}
-        unreached = {key: node.id for node in nodes if node not in ran for key in node.state_keys
-                     if key not in produced}  # fmt: skip
+        unreached: dict[str, str] = {}  # output key -> the node that would have filled it
+        if len(ran) < len(nodes):  # routes passed over some nodes
+            produced = {key for node in ran for key in node.state_keys}
+            ran_ids = {node.id for node in ran}
+            unreached = {key: node.id for node in nodes if node.id not in ran_ids for key in node.state_keys
+                         if key not in produced}  # fmt: skip
         for index, check in enumerate(loaded.config.checks):
             name = check.name or check.type
             line = loaded.line("checks", index)
