@@ -4,9 +4,10 @@ Nodes run in order; each node's output joins the template scope of the nodes
 after it. A node with ``routes`` chooses the node the run goes on to (always
 a later one, or the end) from the state; the nodes it passes over do not
 run, and a check on their output fails, saying so. Then the checks are
-evaluated and the run's metrics computed. The engine never raises for a broken run: it returns a :class:`RunRecord` with
-status ``error`` that says which node failed and why. It is thread-safe: the
-runner calls it from a pool of threads.
+evaluated and the run's metrics computed. The engine never raises for a
+broken run: it returns a :class:`RunRecord` with status ``error`` that says
+which node failed and why. It is thread-safe: the runner calls it from a
+pool of threads.
 """
 
 from __future__ import annotations
