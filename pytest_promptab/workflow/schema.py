@@ -108,12 +108,109 @@ class ProviderConfig(_Model):
         return self
 
 
+REGISTRY_REF_HINT = (
+    'write it as "name@alias" (e.g. "support-reply@production") or "name/<version>" (e.g. "support-reply/3"); '
+    "names and aliases use letters, digits, '_', '-', '.'"
+)
+_REGISTRY_RE = re.compile(
+    r"^(?:prompts:/)?(?P<name>[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)"
+    r"(?:@(?P<alias>[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)|/(?P<version>[1-9][0-9]{0,9}))$"
+)
+
+
+class RegistryPrompt(_Model):
+    """``{registry: "name@alias"}`` or ``{registry: "name/3"}``: a text that
+    comes from MLflow's prompt registry instead of the file (a node's
+    ``prompt`` or ``system``). The pytest session resolves it (through the
+    MLflow logging process, cached under ``.promptab/registry/``) before the
+    file's items are built; see :class:`ResolvedPrompt`. A ``prompts:/``
+    prefix, as MLflow writes its URIs, is accepted and dropped."""
+
+    registry: str
+
+    @field_validator("registry")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        text = value.strip()
+        if _REGISTRY_RE.match(text) is None:
+            raise ValueError(f"{value!r} is not a prompt registry reference: {REGISTRY_REF_HINT}")
+        return text.removeprefix("prompts:/")
+
+    @property
+    def name(self) -> str:
+        return self._parts()[0]
+
+    @property
+    def alias(self) -> str | None:
+        """The alias (``name@alias``), or None for a pinned version."""
+        return self._parts()[1]
+
+    @property
+    def version(self) -> int | None:
+        """The pinned version (``name/3``), or None for an alias."""
+        return self._parts()[2]
+
+    @property
+    def uri(self) -> str:
+        """``prompts:/name@alias`` or ``prompts:/name/3``, as MLflow writes it."""
+        return f"prompts:/{self.registry}"
+
+    def _parts(self) -> tuple[str, str | None, int | None]:
+        match = _REGISTRY_RE.match(self.registry)
+        assert match is not None  # validated
+        version = match.group("version")
+        return match.group("name"), match.group("alias"), int(version) if version else None
+
+
+class ResolvedPrompt(RegistryPrompt):
+    """A :class:`RegistryPrompt` with the text it resolved to (set by the
+    loader, never read from a file): ``text`` is used as the file's own
+    prompt text would be (a Jinja2 template), ``version`` is the registry
+    version it came from, ``source`` says from where (``registry``, or
+    ``cache`` when only the cached copy was read)."""
+
+    text: str
+    resolved_version: int | None = None
+    source: Literal["registry", "cache"] = "registry"
+
+
+def registry_text(value: str | RegistryPrompt | None, what: str) -> str | None:
+    """The text of a node's ``prompt``/``system`` value: the file's string,
+    or a resolved registry prompt's text. An unresolved reference is a bug
+    (the loader resolves every one or fails the file)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, ResolvedPrompt):
+        return value.text
+    raise RuntimeError(f"the {what} reference {value.registry!r} was not resolved")
+
+
+def registry_reference(data: dict[Any, Any]) -> RegistryPrompt:
+    """A ``{registry: ...}`` mapping as a :class:`RegistryPrompt`; its faults
+    as :class:`LocatedValueError` at the key that has them."""
+    for key in data:
+        if key != "registry":
+            raise LocatedValueError(
+                f"unknown key {key!r} in a registry reference; it takes only 'registry' ({REGISTRY_REF_HINT})", (key,)
+            )
+    if "registry" not in data:
+        raise LocatedValueError(f"a registry reference needs 'registry:' ({REGISTRY_REF_HINT})")
+    value = data["registry"]
+    if not isinstance(value, str):
+        raise LocatedValueError(f"registry must be text, got {type(value).__name__} ({REGISTRY_REF_HINT})", ("registry",))
+    try:
+        return RegistryPrompt(registry=value)
+    except ValueError:
+        raise LocatedValueError(f"{value!r} is not a prompt registry reference: {REGISTRY_REF_HINT}", ("registry",)) from None
+
+
 class NodeConfig(_Model):
     """One prompt step of the workflow."""
 
     id: str = Field(min_length=1)
-    prompt: str
-    system: str | None = None
+    prompt: str | RegistryPrompt
+    """The prompt template, or ``{registry: "name@alias"}`` / ``{registry: "name/3"}``."""
+    system: str | RegistryPrompt | None = None
     output: str | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
     parse: Literal["text", "json"] = "text"
@@ -126,6 +223,35 @@ class NodeConfig(_Model):
     metrics: list[str] = Field(default_factory=list)
     """State keys this node fills with a number, recorded as per-run metrics
     under their own names (configurable-agents' number-typed outputs)."""
+
+    @field_validator("prompt", "system", mode="before")
+    @classmethod
+    def _text_or_reference(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, dict):
+            return registry_reference(value)
+        if value is not None and not isinstance(value, (str, RegistryPrompt)):
+            raise ValueError(
+                f"a node's {info.field_name} is text, or a registry reference "
+                f'{{registry: "name@alias"}}, not {type(value).__name__}'
+            )
+        return value
+
+    @property
+    def prompt_text(self) -> str:
+        """The prompt template: the file's text, or the registry's."""
+        text = registry_text(self.prompt, "prompt")
+        assert text is not None
+        return text
+
+    @property
+    def system_text(self) -> str | None:
+        return registry_text(self.system, "system")
+
+    @property
+    def registry_refs(self) -> dict[str, RegistryPrompt]:
+        """``{"prompt": ref, "system": ref}`` for the parts that come from the registry."""
+        return {key: value for key, value in (("prompt", self.prompt), ("system", self.system))
+                if isinstance(value, RegistryPrompt)}
 
     @property
     def output_key(self) -> str:
