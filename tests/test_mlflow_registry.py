@@ -242,5 +242,6 @@ def test_xdist_workers_resolve_once_and_the_controller_reads_the_cache(pytester:
     assert result.ret == 0, result.stdout.str()
     assert "Xdist q1\nno" in _seen(project)
     result.stdout.fnmatch_lines(["*baseline*", "*winner: better*"])
-    stamp = json.loads((project / ".promptab/registry/.lock").read_text())
+    stamp = json.loads((project / ".promptab/registry.lock").read_text())
     assert stamp["refs"] == ["reg-xdist@prod"]
+    assert sorted(p.name for p in (project / ".promptab/registry").rglob("*")) == ["@prod.json", "reg-xdist"]

@@ -17,8 +17,9 @@ diffs only when the registry moved. The policy:
 - ``--promptab-no-mlflow``: only the cache is read; nothing is refreshed.
 - pytest-xdist: each worker collects the file; the first to get here asks
   the registry (the workers of one run share its ``testrunuid``, kept in
-  ``.lock`` beside the files, taken with ``flock`` on POSIX), the others read
-  what it wrote.
+  ``.promptab/registry.lock``, taken with ``flock`` on POSIX), the others
+  read what it wrote. The lock sits outside the folder, so a committed
+  ``.promptab/registry/`` holds prompt texts only.
 
 Asking goes through the MLflow logging process (``resolve`` in
 :mod:`.child`): the session's own when it runs, else one started here (a
@@ -214,11 +215,12 @@ def _register_hint(ref: RegistryPrompt) -> str:
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[IO[str] | None]:
-    """``folder/.lock``, open and held (``flock``; a platform without it, or
-    a folder that cannot be written, goes unlocked: a duplicate read is harmless)."""
+    """``<folder>.lock`` (``.promptab/registry.lock``), open and held
+    (``flock``; a platform without it, or a folder that cannot be written,
+    goes unlocked: a duplicate read is harmless)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - closed below
+        handle = open(folder.with_name(folder.name + ".lock"), "a+", encoding="utf-8")  # noqa: SIM115 - closed below
     except OSError:
         yield None
         return
