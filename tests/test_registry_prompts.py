@@ -219,3 +219,26 @@ def test_apply_best_leaves_registry_text_out_of_the_file(tmp_path: Path) -> None
     on = apply_winner(path, loaded.config, ab, **kwargs)
     assert on.applied and on.message.endswith("to MLflow's prompt registry: node 'a' prompt (greet@prod); "
                                               "the file is unchanged")
+
+
+def test_registrations_of_registry_nodes_use_their_names_and_aliases() -> None:
+    from pytest_promptab.tracking.registry import registrations, registry_notes
+
+    ab = make_summary().abtests[0]
+    empathetic = ab.variant("empathetic")
+    empathetic.system = dict(empathetic.system, reply="Be warm.")  # the winner also changes reply's system text
+    refs = {"reply": {"prompt": "support-reply@production", "system": "support-system/3"}}
+    items = registrations(ab, "empathetic", refs)
+    assert [(i.key, i.name, i.aliases, i.reference) for i in items] == [
+        ("reply", "support-reply", ["production"], "support-reply@production"),
+        ("reply.system", "support-system", [], "support-system/3"),
+    ]
+    assert items[0].text == empathetic.prompts["reply"] and items[1].text == "Be warm."
+    assert items[0].model_config is not None and items[0].model_config["extra_params"]["system"] == "Be warm."
+    plain = registrations(ab, "empathetic", {})  # a file's own prompt: the default name, no extra alias
+    assert [(i.key, i.name, i.aliases) for i in plain] == [("reply", None, [])]
+    done = list(zip(items, ["prompts:/support-reply/7", "prompts:/support-system/4"]))
+    assert registry_notes(done, "chosen") == [
+        "support-reply@production now points at version 7",
+        "the file still pins support-system/3: write support-system/4 (or support-system@chosen) to run the winner",
+    ]
