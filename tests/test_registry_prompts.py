@@ -13,9 +13,18 @@ from typing import Any
 
 import pytest
 
-from pytest_promptab.apply.best import apply_winner, change_for_variant, registry_changes
+from pytest_promptab.apply.best import (
+    apply_winner,
+    change_for_variant,
+    registry_changes,
+)
 from pytest_promptab.errors import ConfigError
-from pytest_promptab.tracking.prompt_cache import RegistryPrompts, cache_path, read_entry, write_entry
+from pytest_promptab.tracking.prompt_cache import (
+    RegistryPrompts,
+    cache_path,
+    read_entry,
+    write_entry,
+)
 from pytest_promptab.workflow.loader import RegistryAnswer, load_workflow
 from pytest_promptab.workflow.schema import RegistryPrompt
 from pytest_promptab.workflow.variants import resolve_nodes
