@@ -251,3 +251,9 @@ def test_registrations_of_registry_nodes_use_their_names_and_aliases() -> None:
         "support-reply@production now points at version 7",
         "the file still pins support-system/3: write support-system/4 (or support-system@chosen) to run the winner",
     ]
+
+
+def test_a_bad_registry_alias_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--promptab", "--promptab-registry-alias", "my alias")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "promptab_registry_alias 'my alias': a registry alias uses letters, digits" in result.stderr.str()
