@@ -418,9 +418,10 @@ class PromptabSession:
         uri = resolve_tracking_uri(self.options.mlflow_uri, self.options.mlflow_ini, os.environ, self.options.rootdir)
         self.summary.mlflow_uri = redact_uri(uri)  # the summary goes to results.json: no credentials
         applied = {ab.nodeid: self.applied[ab.nodeid] for ab in self.summary.abtests if ab.nodeid in self.applied}
-        from .tracking.prompt_cache import registry_nodes
+        from .tracking.prompt_cache import registry_links, registry_nodes
 
         from_registry = registry_nodes(self.workflows, self.summary.abtests) if applied else {}
+        links = registry_links(self.workflows, self.summary.abtests)
         if self._mlflow_process is not None:
             process, self._mlflow_process = self._mlflow_process, None
             answer = process.log(
@@ -433,6 +434,7 @@ class PromptabSession:
                     "traces": self.options.mlflow_traces,
                     "registry_nodes": from_registry,
                     "registry_alias": self.options.registry_alias,
+                    "registry_links": links,
                 }
             )
         else:
@@ -447,6 +449,7 @@ class PromptabSession:
                 traces=self.options.mlflow_traces,
                 registry_nodes=from_registry,
                 alias=self.options.registry_alias,
+                registry_links=links,
             )
         run_ids = answer.get("run_ids") or {}
         for ab in self.summary.abtests:

@@ -105,6 +105,9 @@ def test_registry_prompt_is_run_cached_refreshed_and_read_offline(pytester: pyte
     runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags}
     assert runs["baseline"].data.params["prompt.answer"] == "Registry says {{ question }}\nno"
     assert runs["better"].data.params["prompt.answer"] == "Better {{ question }}\nyes"
+    # the baseline's run links the registry version it ran; the challenger overrode it
+    assert json.loads(runs["baseline"].data.tags["mlflow.linkedPrompts"]) == [{"name": "reg-greet", "version": "1"}]
+    assert "mlflow.linkedPrompts" not in runs["better"].data.tags
 
     # the alias moves: the next session reads the registry again and refreshes the cache
     _register(uri, "reg-greet", "Moved {{ question }}\nno", alias="prod")

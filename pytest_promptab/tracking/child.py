@@ -49,13 +49,16 @@ def run_logging(
     traces: int = 0,
     registry_nodes: dict[str, dict[str, dict[str, str]]] | None = None,
     alias: str | None = None,
+    registry_links: dict[str, dict[str, list[list[str]]]] | None = None,
 ) -> dict[str, Any]:
     """Log ``summary`` to MLflow, then register the prompts of the applied
     winners (``applied``: A/B test node id -> variant), pointing ``alias``
     (default ``promptab-best``) at them; at most ``traces`` runs are logged as
     MLflow traces. ``registry_nodes``: A/B test node id -> node -> ``{"prompt":
     "name@alias", "system": ...}``, the texts that come from the registry
-    (registered under their own names, their aliases moved). Never raises.
+    (registered under their own names, their aliases moved); ``registry_links``:
+    A/B test node id -> variant -> the [name, version] each variant's run
+    links (the registry texts it ran). Never raises.
 
     Returns ``{"ok", "message", "run_ids", "variant_run_ids", "registered",
     "problems", "registry_notes", "registry_cache"}``: ``registered`` maps a
@@ -82,6 +85,13 @@ def run_logging(
     }
     if not outcome.ok:
         return answer
+    if registry_links:
+        problem = _link_runs(tracking_uri, {
+            run_id: pairs for nodeid, variants in registry_links.items() for variant, pairs in variants.items()
+            if (run_id := outcome.variant_run_ids.get(nodeid, {}).get(variant))
+        })
+        if problem:
+            answer["problems"].append(problem)
     for ab in summary.abtests:
         variant = applied.get(ab.nodeid)
         if variant is None:
@@ -113,6 +123,24 @@ def run_logging(
                     "name": item.name, "version": int(uri.rsplit("/", 1)[-1]), "text": item.text,
                 }
     return answer
+
+
+def _link_runs(tracking_uri: str, links: dict[str, list[list[str]]]) -> str | None:
+    """Link each run to the registry versions it ran (its
+    ``mlflow.linkedPrompts`` tag); returns what went wrong, if anything."""
+    from .log import _client_class, _env, _http_defaults, _quiet, describe_error
+    from .registry import linked_prompts
+
+    try:
+        with _quiet(), _env(_http_defaults()):
+            client = _client_class()(tracking_uri)
+            for run_id, pairs in links.items():
+                current = client.get_run(run_id).data.tags.get("mlflow.linkedPrompts")
+                versions = [(str(name), str(version)) for name, version in pairs]
+                client.set_tag(run_id, "mlflow.linkedPrompts", linked_prompts(current, versions))
+    except Exception as exc:  # noqa: BLE001
+        return f"could not link the variant runs to their registry prompts: {describe_error(exc, tracking_uri)}"
+    return None
 
 
 _NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
@@ -254,6 +282,7 @@ def serve(stdin: TextIO, answer_to: TextIO) -> int:
             traces=int(request.get("traces") or 0),
             registry_nodes=request.get("registry_nodes") or {},
             alias=request.get("registry_alias"),
+            registry_links=request.get("registry_links") or {},
         )
     except Exception as exc:  # noqa: BLE001 - the controller must get an answer
         from .log import describe_error

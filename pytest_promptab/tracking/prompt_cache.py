@@ -37,13 +37,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..fileio import atomic_write_text
 from ..workflow.loader import LoadedWorkflow, RegistryAnswer
-from ..workflow.schema import RegistryPrompt
+from ..workflow.schema import RegistryPrompt, ResolvedPrompt
 
 if TYPE_CHECKING:
     from ..analysis.summary import ABTestSummary
     from .process import MlflowProcess
 
-__all__ = ["RegistryPrompts", "cache_dir", "cache_path", "read_entry", "registry_nodes", "store_moved", "write_entry"]
+__all__ = ["RegistryPrompts", "cache_dir", "cache_path", "read_entry", "registry_links", "registry_nodes", "store_moved",
+           "write_entry"]
 
 
 def cache_dir(rootdir: Path) -> Path:
@@ -270,6 +271,27 @@ def registry_nodes(workflows: Mapping[str, LoadedWorkflow], abtests: list[ABTest
                 for node in loaded.config.nodes if node.registry_refs}
         if refs:
             out[ab.nodeid] = refs
+    return out
+
+
+def registry_links(workflows: Mapping[str, LoadedWorkflow], abtests: list[ABTestSummary]) -> dict[str, Any]:
+    """A/B test node id -> variant -> ``[[name, version], ...]``: the registry
+    versions each variant ran (a text it did not override), which its MLflow
+    run links (``mlflow.linkedPrompts``)."""
+    out: dict[str, Any] = {}
+    for ab in abtests:
+        loaded = workflows.get(ab.file)
+        if loaded is None:
+            continue
+        for v in ab.variants:
+            pairs = []
+            for node in loaded.config.nodes:
+                for key, ref in node.registry_refs.items():
+                    ran = (v.prompts if key == "prompt" else v.system).get(node.id)
+                    if isinstance(ref, ResolvedPrompt) and ref.resolved_version is not None and ran == ref.text:
+                        pairs.append([ref.name, str(ref.resolved_version)])
+            if pairs:
+                out.setdefault(ab.nodeid, {})[v.name] = pairs
     return out
 
 

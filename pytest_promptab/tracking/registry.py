@@ -19,9 +19,10 @@ def prompt_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "_", name).strip(".") or "prompt"
 
 
-def applied_tags(linked_prompts: str | None, versions: list[tuple[str, str]], uris: list[str]) -> dict[str, str]:
-    """Tags marking the run whose prompts were applied: ``linked_prompts`` (the
-    run's ``mlflow.linkedPrompts`` JSON) plus the (name, version) registered."""
+def linked_prompts(linked_prompts: str | None, versions: list[tuple[str, str]]) -> str:
+    """A run's ``mlflow.linkedPrompts`` JSON (``linked_prompts``, as it is)
+    with the (name, version) pairs added: what MLflow's run page lists as the
+    run's prompts."""
     try:
         linked = json.loads(linked_prompts or "[]")
     except ValueError:
@@ -31,8 +32,14 @@ def applied_tags(linked_prompts: str | None, versions: list[tuple[str, str]], ur
         entry = {"name": name, "version": version}
         if entry not in linked:
             linked.append(entry)
+    return json.dumps(linked)
+
+
+def applied_tags(linked: str | None, versions: list[tuple[str, str]], uris: list[str]) -> dict[str, str]:
+    """Tags marking the run whose prompts were applied: ``linked`` (the
+    run's ``mlflow.linkedPrompts`` JSON) plus the (name, version) registered."""
     return {
-        "mlflow.linkedPrompts": json.dumps(linked),
+        "mlflow.linkedPrompts": linked_prompts(linked, versions),
         "promptab.applied": "true",
         "promptab.applied_prompts": cap(" ".join(uris), MAX_TAG_VALUE),
     }
