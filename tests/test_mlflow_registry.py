@@ -222,7 +222,9 @@ def test_apply_best_on_a_pinned_version_says_the_file_still_pins_it(pytester: py
     assert _client(uri).get_prompt_version_by_alias("reg-pinned", "promptab-best").version == 2
 
 
-def test_apply_best_with_mlflow_off_refuses_a_registry_winner(pytester: pytest.Pytester, project: Path) -> None:
+def test_apply_best_with_mlflow_off_refuses_a_registry_winner(
+    pytester: pytest.Pytester, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     uri = f"sqlite:///{project / 'reg.db'}"
     _register(uri, "reg-off", "Old {{ question }}\nno", alias="prod")
     path = _write(project, "flow.yaml", FLOW.format(ref="reg-off@prod"))
@@ -235,6 +237,15 @@ def test_apply_best_with_mlflow_off_refuses_a_registry_winner(pytester: pytest.P
     ])
     assert path.read_bytes() == before
     assert _client(uri).get_prompt_version_by_alias("reg-off", "prod").version == 1
+    # promptab apply, offline, reads the registry text from the cache and refuses that winner too
+    from pytest_promptab.cli_apply import run_apply
+
+    capsys.readouterr()
+    assert run_apply(None, [], dry_run=False, rootdir=str(project)) == 1
+    out = capsys.readouterr().out
+    assert ("flow.yaml::ab: not applied: node 'answer' prompt (reg-off@prod) comes from MLflow's prompt registry, "
+            "which promptab apply does not write") in out
+    assert path.read_bytes() == before
 
 
 def test_xdist_workers_resolve_once_and_the_controller_reads_the_cache(pytester: pytest.Pytester, project: Path) -> None:
