@@ -184,6 +184,15 @@ def test_unreachable_registry_uses_the_cache_with_a_note(tmp_path: Path) -> None
     assert new.hint is not None and "start the tracking server" in new.hint
 
 
+def test_an_unreachable_registry_is_asked_once_per_session(tmp_path: Path) -> None:
+    process = FakeProcess({}, ok=False)
+    resolver = _resolver(tmp_path, process)
+    resolver([REFS[0]])
+    resolver([RegistryPrompt(registry="other@prod")])  # the next file: not asked again (a dead server costs seconds)
+    assert process.asked == [["greet@prod"]]
+    assert "not reachable" in (resolver([RegistryPrompt(registry="other@prod")])["other@prod"].problem or "")
+
+
 def test_a_prompt_the_registry_lacks_is_an_error_even_when_cached(tmp_path: Path) -> None:
     write_entry(tmp_path / ".promptab/registry", "greet@prod", name="greet", version=2, text="stale")
     answer = _resolver(tmp_path, FakeProcess({}))([REFS[0]])["greet@prod"]

@@ -113,6 +113,8 @@ class RegistryPrompts:
         self._session_process = process
         self._own: MlflowProcess | None = None
         self._answers: dict[str, RegistryAnswer] = {}
+        self._unreachable: str | None = None
+        """Why the registry could not be read, once it could not: not asked again this session."""
         self.shown_uri = shown_uri or "MLflow"
 
     def __call__(self, refs: list[RegistryPrompt]) -> dict[str, RegistryAnswer]:
@@ -145,9 +147,9 @@ class RegistryPrompts:
                     ask.append(ref)
             if not ask:
                 return
-            reply = self._ask([ref.registry for ref in ask])
+            reply = self._ask([ref.registry for ref in ask]) if self._unreachable is None else {}
             if not reply.get("ok"):
-                why = str(reply.get("message") or "no answer")
+                why = self._unreachable = self._unreachable or str(reply.get("message") or "no answer")
                 for ref in ask:
                     self._answers[ref.registry] = self._from_cache(ref, why)
                 return
