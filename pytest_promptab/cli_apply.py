@@ -32,6 +32,7 @@ def run_apply(session: str | None, ab_tests: Sequence[str], *, dry_run: bool, ro
     from .apply.best import ApplyDecision, apply_winner, refusal
     from .errors import PromptabError
     from .report.history import history_files, load_saved, shown_path
+    from .tracking.prompt_cache import RegistryPrompts
     from .workflow.loader import load_workflow
 
     if session is not None and session.startswith("mlflow:"):
@@ -67,8 +68,8 @@ def run_apply(session: str | None, ab_tests: Sequence[str], *, dry_run: bool, ro
         if ab_tests and ab.nodeid not in ab_tests:
             continue
         file = root / ab.file
-        try:
-            loaded = load_workflow(file, display=ab.file)
+        try:  # registry prompts: their cached text (.promptab/registry/); this command stays offline
+            loaded = load_workflow(file, display=ab.file, registry=RegistryPrompts(root, tracking_uri=None))
         except PromptabError as exc:
             why = refusal(ab, interrupted=saved.summary.interrupted)  # the decision comes first
             decision = ApplyDecision(ab.file, ab.name, False, ab.winner, f"{ab.file}: not applied: "

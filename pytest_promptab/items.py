@@ -71,6 +71,9 @@ class ABTestCollector(pytest.Collector):
                 PromptabWarning(f"{self.display}::{self.name}: {too_few}"),
                 category=None, filename=str(self.path), lineno=self.loaded.line("ab_test") or 1,
             )  # fmt: skip
+        for note in self.loaded.registry_notes if first_worker else ():  # registry unreachable: the cached text ran
+            warnings.warn_explicit(PromptabWarning(f"{self.display}: {note}"), category=None,
+                                   filename=str(self.path), lineno=1)
         if self.loaded.notes and first_worker and self.config.option.verbose > 0:  # a translated format's leftovers
             warnings.warn_explicit(
                 PromptabWarning(f"{self.display}: {self.loaded.source_format} keys accepted, not used by promptab: "

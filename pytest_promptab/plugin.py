@@ -7,6 +7,7 @@ library is loaded.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generator
 
@@ -56,6 +57,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="compare with REF: a history file or a results file (implies comparing)")
     group.addoption("--promptab-compare-fail", action="append", default=[], metavar="METRIC:TOL",
                     help="fail on a regression of METRIC beyond TOL (0.05 absolute, 20%% relative); repeatable")
+    group.addoption("--promptab-registry-alias", default=None, metavar="ALIAS",
+                    help="the prompt registry alias apply-best points at the versions it registers "
+                         "(default promptab-best)")
     group.addoption("--promptab-provider", default=None, metavar="SPEC",
                     help="replace every node's provider, e.g. '{type: python, callable: \"stand_in.py:respond\"}'")
     parser.addini("promptab", type="bool", default=False, help="collect and run promptab workflow files")
@@ -66,6 +70,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("promptab_html", default="", help="HTML report file (none when empty)")
     parser.addini("promptab_mlflow_uri", default="", help="MLflow tracking URI")
     parser.addini("promptab_compare_to", default="", help="reference to compare with (history or results file)")
+    parser.addini("promptab_registry_alias", default="promptab-best",
+                  help="the prompt registry alias apply-best points at the versions it registers")
     parser.addini("promptab_provider", default="", help="provider mapping (YAML flow) replacing every node's")
 
 
@@ -118,6 +124,9 @@ def read_options(config: pytest.Config) -> PromptabOptions:
     json_path = pick("promptab_json", "promptab_json")
     html_path = pick("promptab_html", "promptab_html")
     compare_to, compare_fail = _compare_options(config)
+    alias = str(pick("promptab_registry_alias", "promptab_registry_alias") or "promptab-best").strip()
+    if not re.fullmatch(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*", alias):
+        raise pytest.UsageError(f"promptab_registry_alias {alias!r}: a registry alias uses letters, digits, '_', '-', '.'")
     return PromptabOptions(
         rootdir=config.rootpath,
         concurrency=concurrency,
@@ -137,6 +146,8 @@ def read_options(config: pytest.Config) -> PromptabOptions:
         compare_to=compare_to,
         compare_fail=compare_fail,
         provider=str(pick("promptab_provider", "promptab_provider") or "") or None,
+        registry_alias=alias,
+        run_uid=getattr(config, "workerinput", {}).get("testrunuid"),
     )
 
 

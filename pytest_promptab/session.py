@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from .run.engine import Engine, ProviderWrapper
     from .run.runner import Runner
     from .tracking.process import MlflowProcess
+    from .tracking.prompt_cache import RegistryPrompts
+    from .workflow.loader import RegistryAnswer
+    from .workflow.schema import RegistryPrompt
 
 PREFETCH_WINDOW = 256
 PREFETCH_PER_CALL = 32
@@ -75,6 +78,8 @@ class PromptabSession:
     _ahead_sent: int = 0
     """How many of ``_ahead`` went to the runner."""
     _mlflow_process: MlflowProcess | None = None
+    _registry: RegistryPrompts | None = None
+    """Prompt registry texts, resolved once per session (:mod:`.tracking.prompt_cache`)."""
     history_path: str | None = None
     """Where this session was saved (.promptab/history/...), once it was."""
     started_at: float = field(default_factory=time.time)
@@ -129,11 +134,24 @@ class PromptabSession:
             return self.workflows[display]
         from .run.validate import validate_workflow
 
-        loaded = load_workflow(path, display=display, provider=self.provider_override())
+        loaded = load_workflow(path, display=display, provider=self.provider_override(), registry=self.resolve_registry)
         engine = self.engine
         validate_workflow(loaded, display, providers=engine.providers, checks=engine.checks, renderer=engine.renderer)
         self.workflows[display] = loaded
         return loaded
+
+    def resolve_registry(self, refs: list[RegistryPrompt]) -> dict[str, RegistryAnswer]:
+        """The texts of ``{registry: ...}`` prompts (only files that have some
+        call this): through the logging process, cached under .promptab/registry/."""
+        if self._registry is None:
+            from .tracking.log import redact_uri, resolve_tracking_uri
+            from .tracking.prompt_cache import RegistryPrompts
+
+            opts = self.options
+            uri = None if opts.no_mlflow else resolve_tracking_uri(opts.mlflow_uri, opts.mlflow_ini, os.environ, opts.rootdir)
+            self._registry = RegistryPrompts(opts.rootdir, tracking_uri=uri, run_uid=opts.run_uid,
+                                             process=lambda: self._mlflow_process, shown_uri=uri and redact_uri(uri))
+        return self._registry(refs)
 
     def provider_override(self) -> dict[str, Any] | None:
         """``--promptab-provider`` parsed once; a relative ``callable`` path is
@@ -197,6 +215,8 @@ class PromptabSession:
 
     def close(self) -> None:
         self.close_journal()
+        if self._registry is not None:
+            self._registry.close()
         if self._runner is not None:
             self._runner.shutdown()
         if self._engine is not None:
@@ -259,9 +279,11 @@ class PromptabSession:
         records = self.records[display]
         loaded = self.workflows.get(display)
         if loaded is None:  # the xdist controller never collects: it reads the file now
-            try:
-                loaded = load_workflow(self.options.rootdir / display, display=display,
-                                       provider=self.provider_override())
+            from .tracking.prompt_cache import RegistryPrompts
+
+            try:  # registry texts: the cache the workers filled
+                loaded = load_workflow(self.options.rootdir / display, display=display, provider=self.provider_override(),
+                                       registry=RegistryPrompts(self.options.rootdir, tracking_uri=None))
             except PromptabError:
                 return None  # the file changed or vanished since its runs: nothing to judge it by
             self.workflows[display] = loaded
@@ -360,6 +382,7 @@ class PromptabSession:
             collected_sha256=self.collected_sha.get(ab.file, loaded.sha256),
             interrupted=interrupted,
             write=write,
+            registry=not self.options.no_mlflow,
         )
         if write:
             ab.apply_decision = decision.message
@@ -395,6 +418,10 @@ class PromptabSession:
         uri = resolve_tracking_uri(self.options.mlflow_uri, self.options.mlflow_ini, os.environ, self.options.rootdir)
         self.summary.mlflow_uri = redact_uri(uri)  # the summary goes to results.json: no credentials
         applied = {ab.nodeid: self.applied[ab.nodeid] for ab in self.summary.abtests if ab.nodeid in self.applied}
+        from .tracking.prompt_cache import registry_links, registry_nodes
+
+        from_registry = registry_nodes(self.workflows, self.summary.abtests) if applied else {}
+        links = registry_links(self.workflows, self.summary.abtests)
         if self._mlflow_process is not None:
             process, self._mlflow_process = self._mlflow_process, None
             answer = process.log(
@@ -405,6 +432,9 @@ class PromptabSession:
                     "results_path": str(self.options.results_path),
                     "applied": applied,
                     "traces": self.options.mlflow_traces,
+                    "registry_nodes": from_registry,
+                    "registry_alias": self.options.registry_alias,
+                    "registry_links": links,
                 }
             )
         else:
@@ -417,6 +447,9 @@ class PromptabSession:
                 results_path=self.options.results_path,
                 applied=applied,
                 traces=self.options.mlflow_traces,
+                registry_nodes=from_registry,
+                alias=self.options.registry_alias,
+                registry_links=links,
             )
         run_ids = answer.get("run_ids") or {}
         for ab in self.summary.abtests:
@@ -425,9 +458,15 @@ class PromptabSession:
             self.summary.mlflow_error = str(answer.get("message") or "unknown error")
             return self.summary.mlflow_error
         registered = answer.get("registered") or {}
+        notes = answer.get("registry_notes") or {}
         for ab in self.summary.abtests:
             if ab.nodeid in registered:
                 ab.apply_decision = f"{ab.apply_decision}; registered in MLflow as {', '.join(registered[ab.nodeid])}"
+                ab.apply_decision += "".join(f"; {note}" for note in notes.get(ab.nodeid) or [])
+        if answer.get("registry_cache"):
+            from .tracking.prompt_cache import store_moved
+
+            store_moved(self.options.rootdir, answer["registry_cache"])
         problems = answer.get("problems") or []
         if problems:
             self.summary.mlflow_error = "; ".join(problems)

@@ -39,6 +39,10 @@ class PromptabOptions:
     """``(metric, Tolerance)`` of each ``--promptab-compare-fail``."""
     provider: str | None = None
     """``--promptab-provider``: a provider mapping (YAML flow) for every node."""
+    registry_alias: str = "promptab-best"
+    """``--promptab-registry-alias`` / ini ``promptab_registry_alias``: the alias apply-best points at what it registers."""
+    run_uid: str | None = None
+    """The pytest-xdist run's id (its workers share it), else None."""
 
     @property
     def results_path(self) -> Path:

@@ -28,7 +28,8 @@ from ..fileio import atomic_write_bytes
 from ..workflow.schema import WorkflowConfig
 from .rewrite import NodeChange, WorkflowChange, rewrite
 
-__all__ = ["ApplyDecision", "apply_winner", "change_for_variant", "planned_sha256", "refusal", "rewritten"]
+__all__ = ["ApplyDecision", "apply_winner", "change_for_variant", "planned_sha256", "refusal", "registry_changes",
+           "rewritten"]
 
 
 @dataclass
@@ -67,9 +68,10 @@ def change_for_variant(workflow: WorkflowConfig, variant_name: str) -> WorkflowC
         )
     nodes: dict[str, NodeChange] = {}
     for node in workflow.nodes:
+        refs = node.registry_refs  # a registry text is not in the file: the registry gets it (registry_changes)
         change = NodeChange(
-            prompt=variant.prompts.get(node.id),
-            system=variant.system.get(node.id),
+            prompt=None if "prompt" in refs else variant.prompts.get(node.id),
+            system=None if "system" in refs else variant.system.get(node.id),
             settings=dict(variant.settings.get(node.id, {})),
         )
         if change.prompt is not None or change.system is not None or change.settings:
@@ -81,6 +83,23 @@ def change_for_variant(workflow: WorkflowConfig, variant_name: str) -> WorkflowC
             hint="copy the variant's provider into the nodes by hand",
         )
     return WorkflowChange(nodes=nodes, provider=provider)
+
+
+def registry_changes(workflow: WorkflowConfig, variant_name: str) -> list[str]:
+    """The texts ``variant_name`` changes that come from MLflow's prompt
+    registry, not the file (``node 'reply' prompt (support@production)``):
+    apply-best registers them as new versions instead of editing the file."""
+    variant = next((v for v in workflow.ab_test.variants if v.name == variant_name), None)
+    if variant is None:
+        return []
+    out = []
+    for node in workflow.nodes:
+        for key, ref in node.registry_refs.items():
+            current = node.prompt_text if key == "prompt" else node.system_text
+            new = (variant.prompts if key == "prompt" else variant.system).get(node.id)
+            if new is not None and new != current:
+                out.append(f"node {node.id!r} {key} ({ref.registry})")
+    return out
 
 
 def refusal(summary: ABTestSummary, *, interrupted: bool) -> str | None:
@@ -118,6 +137,7 @@ def apply_winner(
     later: bool = False,
     dry_run: bool = False,
     applied_sha256: str | None = None,
+    registry: bool = True,
 ) -> ApplyDecision:
     """Write the A/B test's winner into ``path`` when the rules allow it.
 
@@ -130,7 +150,10 @@ def apply_winner(
     ``dry_run`` computes the diff (in ``diff``) and writes nothing.
     ``applied_sha256`` (from the session, when it has it): the sha256 of the
     bytes applying writes, so a changed file is "already applied" exactly
-    when it holds those bytes."""
+    when it holds those bytes. A winner's text for a node whose text comes
+    from MLflow's prompt registry goes there (registered at session end, its
+    alias moved), not into the file: ``registry`` False (MLflow off) and
+    ``later`` (``promptab apply``, offline) refuse such a winner."""
     path = Path(path)
     label = summary.file or str(path)
     winner = summary.winner if summary.has_significant_winner else None
@@ -143,6 +166,14 @@ def apply_winner(
         return refuse(why or "no significant winner", "decision")
     if later and workflow.ab_test.name != summary.name:
         return refuse(f"the A/B test {summary.name!r} is not in the file any more")
+    to_registry = registry_changes(workflow, winner)
+    if to_registry and later:
+        return refuse(f"{', '.join(to_registry)} comes from MLflow's prompt registry, which promptab apply does "
+                      "not write: run the session with --promptab-apply-best and MLflow on")
+    if to_registry and not registry:
+        return refuse(f"{', '.join(to_registry)} comes from MLflow's prompt registry, and MLflow is off "
+                      "(--promptab-no-mlflow): nothing was written")
+    in_registry = f"; to MLflow's prompt registry: {', '.join(to_registry)}" if to_registry else ""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -160,6 +191,10 @@ def apply_winner(
         return refuse(f"the file is not valid {_encoding(data)} text")
     except ApplyError as exc:
         return refuse(_one_line(exc))
+    if new_data == data and to_registry and not changed:  # the registry gets it all
+        verb = "would apply" if dry_run or not write else "applied"
+        return ApplyDecision(label, summary.name, True, winner, f"{label}: {verb} {winner!r} "
+                             f"({_why(summary, winner)}){in_registry}; the file is unchanged", diff="" if dry_run else None)
     if new_data == data:
         if later:  # the file already holds the winner's prompts and settings
             return ApplyDecision(label, summary.name, True, winner, f"{label}: already applied {winner!r}", "already")
@@ -171,14 +206,15 @@ def apply_winner(
         diff = "".join(difflib.unified_diff(data.decode(encoding).splitlines(True),
                                             new_data.decode(encoding).splitlines(True), f"a/{label}", f"b/{label}"))
         return ApplyDecision(label, summary.name, True, winner, f"{label}: would apply {winner!r} "
-                             f"({_why(summary, winner)})", diff=diff)
+                             f"({_why(summary, winner)}){in_registry}", diff=diff)
     if not write:
-        return ApplyDecision(label, summary.name, True, winner, f"{label}: would apply {winner!r}")
+        return ApplyDecision(label, summary.name, True, winner, f"{label}: would apply {winner!r}{in_registry}")
     try:
         _replace_file(path, data, new_data)
     except OSError as exc:
         return refuse(f"cannot write the file ({exc.strerror or exc}); it was left as it was")
-    return ApplyDecision(label, summary.name, True, winner, f"{label}: applied {winner!r} ({_why(summary, winner)})")
+    return ApplyDecision(label, summary.name, True, winner,
+                         f"{label}: applied {winner!r} ({_why(summary, winner)}){in_registry}")
 
 
 def _change(text: str, workflow: WorkflowConfig, winner: str) -> WorkflowChange:

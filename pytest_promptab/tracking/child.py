@@ -7,6 +7,10 @@ almost nothing. The protocol, one JSON document per line:
 
 1. stdin, at start: ``{"tracking_uri": ..., "traces": N}`` (the URI may
    hold credentials: it never goes through argv or the environment);
+1b. stdin, any number of times before the session end: ``{"resolve":
+   ["name@alias", "name/3", ...], "tracking_uri": ...}``; stdout: one line,
+   the answer of :func:`resolve_prompts` (the prompt registry texts the
+   collection needs, see :mod:`pytest_promptab.tracking.prompt_cache`);
 2. stdin, at session end: ``{"summary": <SessionSummary.to_dict()>,
    "tracking_uri": ..., "rootdir": ..., "results_path": ..., "applied":
    {<A/B test node id>: <variant>}}``;
@@ -43,14 +47,25 @@ def run_logging(
     results_path: Path,
     applied: dict[str, str],
     traces: int = 0,
+    registry_nodes: dict[str, dict[str, dict[str, str]]] | None = None,
+    alias: str | None = None,
+    registry_links: dict[str, dict[str, list[list[str]]]] | None = None,
 ) -> dict[str, Any]:
     """Log ``summary`` to MLflow, then register the prompts of the applied
-    winners (``applied``: A/B test node id -> variant); at most ``traces``
-    runs are logged as MLflow traces. Never raises.
+    winners (``applied``: A/B test node id -> variant), pointing ``alias``
+    (default ``promptab-best``) at them; at most ``traces`` runs are logged as
+    MLflow traces. ``registry_nodes``: A/B test node id -> node -> ``{"prompt":
+    "name@alias", "system": ...}``, the texts that come from the registry
+    (registered under their own names, their aliases moved); ``registry_links``:
+    A/B test node id -> variant -> the [name, version] each variant's run
+    links (the registry texts it ran). Never raises.
 
     Returns ``{"ok", "message", "run_ids", "variant_run_ids", "registered",
-    "problems"}``: ``registered`` maps a node id to its ``prompts:/`` URIs,
-    ``problems`` lists the registrations that failed."""
+    "problems", "registry_notes", "registry_cache"}``: ``registered`` maps a
+    node id to its ``prompts:/`` URIs, ``problems`` lists the registrations
+    that failed, ``registry_notes`` (node id -> lines) says which aliases moved,
+    ``registry_cache`` (``name@alias`` -> ``{"name", "version", "text"}``) what
+    the moved aliases now hold."""
     from .log import MlflowLogError, log_session, register_prompts
 
     summary = _text_safe(summary)
@@ -65,30 +80,132 @@ def run_logging(
         "registered": {},
         "problems": [],
         "traces": outcome.traces,
+        "registry_notes": {},
+        "registry_cache": {},
     }
     if not outcome.ok:
         return answer
+    if registry_links:
+        problem = _link_runs(tracking_uri, {
+            run_id: pairs for nodeid, variants in registry_links.items() for variant, pairs in variants.items()
+            if (run_id := outcome.variant_run_ids.get(nodeid, {}).get(variant))
+        })
+        if problem:
+            answer["problems"].append(problem)
     for ab in summary.abtests:
         variant = applied.get(ab.nodeid)
         if variant is None:
             continue
-        from .registry import PROMPT_ALIAS, changed_nodes, prompt_model_config
+        from .registry import PROMPT_ALIAS, registrations, registry_notes
 
-        v = ab.variant(variant)
-        nodes = changed_nodes(ab, variant)
+        items = registrations(ab, variant, (registry_nodes or {}).get(ab.nodeid, {}))
         try:
-            answer["registered"][ab.nodeid] = register_prompts(
+            uris = register_prompts(
                 tracking_uri,
-                {node: v.prompts[node] for node in nodes},
-                model_configs={node: prompt_model_config(v, node) for node in nodes},
-                alias=PROMPT_ALIAS,
+                {item.key: item.text for item in items},
+                model_configs={item.key: item.model_config for item in items if item.model_config},
+                alias=alias or PROMPT_ALIAS,
+                names={item.key: item.name for item in items if item.name},
+                extra_aliases={item.key: item.aliases for item in items if item.aliases},
                 name_prefix=f"{ab.workflow}.{ab.name}",
                 run_id=outcome.variant_run_ids.get(ab.nodeid, {}).get(variant),
                 tags={"promptab.file": ab.file, "promptab.variant": variant, "promptab.ab_test": ab.name},
             )
         except MlflowLogError as exc:
             answer["problems"].append(exc.message)
+            continue
+        answer["registered"][ab.nodeid] = uris
+        done = list(zip(items, uris))
+        answer["registry_notes"][ab.nodeid] = registry_notes(done, alias or PROMPT_ALIAS)
+        for item, uri in done:
+            if item.reference and item.aliases and item.name:
+                answer["registry_cache"][item.reference] = {
+                    "name": item.name, "version": int(uri.rsplit("/", 1)[-1]), "text": item.text,
+                }
     return answer
+
+
+def _link_runs(tracking_uri: str, links: dict[str, list[list[str]]]) -> str | None:
+    """Link each run to the registry versions it ran (its
+    ``mlflow.linkedPrompts`` tag); returns what went wrong, if anything."""
+    from .log import _client_class, _env, _http_defaults, _quiet, describe_error
+    from .registry import linked_prompts
+
+    try:
+        with _quiet(), _env(_http_defaults()):
+            client = _client_class()(tracking_uri)
+            for run_id, pairs in links.items():
+                current = client.get_run(run_id).data.tags.get("mlflow.linkedPrompts")
+                versions = [(str(name), str(version)) for name, version in pairs]
+                client.set_tag(run_id, "mlflow.linkedPrompts", linked_prompts(current, versions))
+    except Exception as exc:  # noqa: BLE001
+        return f"could not link the variant runs to their registry prompts: {describe_error(exc, tracking_uri)}"
+    return None
+
+
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
+
+def resolve_prompts(tracking_uri: str, references: list[str]) -> dict[str, Any]:
+    """Read each ``name@alias`` / ``name/<version>`` from the prompt registry
+    at ``tracking_uri`` (straight from the store: MLflow's own prompt cache
+    and experiment linking are bypassed). Never raises.
+
+    Returns ``{"ok", "message", "prompts"}``: ``ok`` False (with the reason)
+    when the registry cannot be reached, and then nothing was read; else
+    ``prompts`` maps each reference to ``{"name", "version", "text"}``, or
+    ``{"missing": why}`` when the registry has no such prompt, version or
+    alias, or holds a prompt a node cannot use (a chat prompt)."""
+    from .log import (
+        _client_class,
+        _env,
+        _http_defaults,
+        _quiet,
+        describe_error,
+        redact_uri,
+    )
+
+    scheme = urlsplit(tracking_uri).scheme.split("+", 1)[0]
+    if scheme == "sqlite":  # an absent database is not a registry: never create one to look in it
+        database = tracking_uri.split(":///", 1)[-1].split("?", 1)[0]
+        if database and database != ":memory:" and not Path(database).is_file():
+            return {"ok": False, "message": f"no MLflow store at {redact_uri(tracking_uri)} (the file does not exist)",
+                    "prompts": {}}
+    try:
+        client_class = _client_class()
+    except Exception as exc:  # noqa: BLE001 - MlflowLogError: mlflow not installed
+        return {"ok": False, "message": describe_error(exc, tracking_uri), "prompts": {}}
+    prompts: dict[str, Any] = {}
+    with _quiet(), _env(_http_defaults()):
+        try:
+            from mlflow.exceptions import MlflowException
+
+            client = client_class(tracking_uri)
+            for reference in references:
+                name, sep, rest = reference.partition("@")
+                try:
+                    if sep:
+                        version = client.get_prompt_version_by_alias(name, rest)
+                    else:
+                        name, _, number = reference.rpartition("/")
+                        version = client.get_prompt_version(name, number)
+                except MlflowException as exc:
+                    if exc.error_code not in _NOT_FOUND:
+                        raise
+                    first = next((ln.strip() for ln in str(exc.message).splitlines() if ln.strip()), "not found")
+                    prompts[reference] = {"missing": first}
+                    continue
+                if version is None:
+                    prompts[reference] = {"missing": "not found"}
+                elif not version.is_text_prompt:
+                    prompts[reference] = {"missing": f"version {version.version} is a chat prompt (a list of messages); "
+                                          "a node takes a text prompt"}
+                else:
+                    prompts[reference] = {"name": version.name, "version": int(version.version),
+                                          "text": version.template}
+        except Exception as exc:  # noqa: BLE001 - unreachable, refused, broken: nothing read
+            return {"ok": False, "message": describe_error(exc, tracking_uri), "prompts": {}}
+    return {"ok": True, "message": "", "prompts": prompts}
 
 
 def _text_safe(summary: SessionSummary) -> SessionSummary:
@@ -141,6 +258,16 @@ def serve(stdin: TextIO, answer_to: TextIO) -> int:
     hello = json.loads(hello_line)
     warm_up(hello["tracking_uri"], int(hello.get("traces") or 0))
     line = stdin.readline()
+    while line.strip() and "resolve" in (request := json.loads(line)):
+        try:
+            resolved = resolve_prompts(request["tracking_uri"], [str(r) for r in request["resolve"]])
+        except Exception as exc:  # noqa: BLE001 - the controller must get an answer
+            from .log import describe_error
+
+            resolved = {"ok": False, "message": describe_error(exc, request["tracking_uri"]), "prompts": {}}
+        answer_to.write(json.dumps(resolved) + "\n")
+        answer_to.flush()
+        line = stdin.readline()
     if not line.strip():
         return 0  # the controller had nothing to log, or went away
     request = json.loads(line)
@@ -153,6 +280,9 @@ def serve(stdin: TextIO, answer_to: TextIO) -> int:
             results_path=Path(request["results_path"]),
             applied=dict(request.get("applied") or {}),
             traces=int(request.get("traces") or 0),
+            registry_nodes=request.get("registry_nodes") or {},
+            alias=request.get("registry_alias"),
+            registry_links=request.get("registry_links") or {},
         )
     except Exception as exc:  # noqa: BLE001 - the controller must get an answer
         from .log import describe_error

@@ -149,12 +149,16 @@ def register_prompts(
     commit_message: str | None = None,
     model_configs: dict[str, dict[str, Any]] | None = None,
     alias: str | None = None,
+    names: dict[str, str] | None = None,
+    extra_aliases: dict[str, list[str]] | None = None,
 ) -> list[str]:
     """Register each node's prompt as a new version of the prompt
-    ``<name_prefix>.<node>`` (sanitized) in MLflow's prompt registry, with its
+    ``<name_prefix>.<node>`` (sanitized; ``names[node]`` when given: a node
+    whose prompt comes from the registry) in MLflow's prompt registry, with its
     ``model_configs[node]`` (model, settings, system message), point ``alias``
-    at it, link the versions to ``run_id`` and tag it ``promptab.applied=true``.
-    Returns the ``prompts:/<name>/<version>`` URIs. Raises :class:`MlflowLogError`."""
+    (and ``extra_aliases[node]``) at it, link the versions to ``run_id`` and
+    tag it ``promptab.applied=true``. Returns the ``prompts:/<name>/<version>``
+    URIs, in the order of ``prompts``. Raises :class:`MlflowLogError`."""
     client_class = _client_class()
     with _quiet(), _env(_http_defaults()):
         try:
@@ -170,14 +174,15 @@ def register_prompts(
                 for node, template in prompts.items():
                     version = _register(
                         client,
-                        name=prompt_name(f"{name_prefix}.{node}"),
+                        name=(names or {}).get(node) or prompt_name(f"{name_prefix}.{node}"),
                         template=template,
                         commit_message=commit_message or f"promptab: applied prompt of node {node}",
                         tags=dict(version_tags, **({"promptab.run_id": run_id} if run_id else {})),
                         model_config=(model_configs or {}).get(node),
                     )
-                    if alias:
-                        client.set_prompt_alias(version.name, alias, int(version.version))
+                    for each in dict.fromkeys([alias, *(extra_aliases or {}).get(node, [])]):
+                        if each:
+                            client.set_prompt_alias(version.name, each, int(version.version))
                     versions.append(version)
             uris = [f"prompts:/{v.name}/{v.version}" for v in versions]
             if run is not None:

@@ -86,6 +86,43 @@ class MlflowProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def resolve(self, references: list[str], *, timeout: float | None = None) -> dict[str, Any]:
+        """Ask the process for prompt registry texts (the ``resolve`` request
+        of :mod:`.child`) and wait for its one-line answer; the process stays
+        up for :meth:`log`. Never raises (but KeyboardInterrupt); a process
+        that does not answer within ``timeout`` is stopped, and :meth:`log`
+        then says so."""
+        import queue
+        import threading
+
+        timeout = TIMEOUT_S if timeout is None else timeout
+        if self.error is not None or self.proc is None or not self.running:
+            return {"ok": False, "message": self.error or "the MLflow logging process is not running", "prompts": {}}
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps({"resolve": references, "tracking_uri": self.tracking_uri}).encode() + b"\n")
+            self.proc.stdin.flush()
+        except OSError as exc:
+            return {"ok": False, "message": f"could not talk to the MLflow logging process ({exc})", "prompts": {}}
+        lines: queue.Queue[bytes] = queue.Queue()
+        stdout = self.proc.stdout
+        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            self._stop()
+            self.error = (f"the MLflow logging process did not answer the prompt registry within {timeout:g} s "
+                          "and was stopped")
+            return {"ok": False, "message": self.error, "prompts": {}}
+        try:
+            answer = json.loads(line) if line.strip() else None
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or "prompts" not in answer:
+            return {"ok": False, "message": f"the MLflow logging process gave no answer{self._stderr_tail()}",
+                    "prompts": {}}
+        return answer
+
     def log(self, request: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         """Send the session-end request; return the process's answer, or a
         failed one saying what went wrong. Never raises (but KeyboardInterrupt,

@@ -14,6 +14,7 @@ import difflib
 import hashlib
 import re
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,31 @@ from .schema import (
     USERINFO_MESSAGE,
     CaseConfig,
     LocatedValueError,
+    RegistryPrompt,
+    ResolvedPrompt,
     WorkflowConfig,
     url_has_userinfo,
 )
+
+
+@dataclass(frozen=True)
+class RegistryAnswer:
+    """What a registry resolver says about one reference: its ``text`` (and
+    the ``version`` it resolved to, ``source`` registry or cache), or the
+    ``problem`` and the ``hint`` that fixes it. ``note``: a warning to show
+    with a text that was found (e.g. MLflow unreachable, the cached copy used)."""
+
+    text: str | None = None
+    version: int | None = None
+    source: str = "registry"
+    problem: str | None = None
+    hint: str | None = None
+    note: str | None = None
+
+
+RegistryResolver = Callable[[list[RegistryPrompt]], Mapping[str, RegistryAnswer]]
+"""Resolves ``{registry: ...}`` references (keyed by ``RegistryPrompt.registry``);
+the pytest session gives one (:mod:`pytest_promptab.tracking.prompt_cache`)."""
 
 
 @dataclass
@@ -49,6 +72,8 @@ class LoadedWorkflow:
     """``promptab`` or ``configurable-agents`` (translated on load)."""
     notes: list[str] = field(default_factory=list)
     """Keys the file's format accepts and promptab does not use (shown under -v)."""
+    registry_notes: list[str] = field(default_factory=list)
+    """Warnings about registry prompts resolved from the cache (MLflow unreachable)."""
 
     @property
     def base_dir(self) -> Path:
@@ -112,10 +137,12 @@ def _looks_like_ab_test(raw: bytes) -> bool:
 
 
 def load_workflow(path: Path, *, display: str | None = None,
-                  provider: dict[str, Any] | None = None) -> LoadedWorkflow:
+                  provider: dict[str, Any] | None = None, registry: RegistryResolver | None = None) -> LoadedWorkflow:
     """Read, parse and validate ``path``; ``display`` is how errors name it.
     ``provider`` (``--promptab-provider``) replaces the provider of every node:
-    the file's default, the nodes' and the variants' overrides."""
+    the file's default, the nodes' and the variants' overrides. ``registry``
+    resolves the file's ``{registry: ...}`` prompts (called only when it has
+    some); without one such a file does not load."""
     shown = display or str(path)
     try:
         raw = path.read_bytes()
@@ -144,11 +171,48 @@ def load_workflow(path: Path, *, display: str | None = None,
         config = WorkflowConfig.model_validate(data)
     except ValidationError as exc:
         raise _schema_error(exc, marks, shown) from None
+    registry_notes: list[str] = []
+    if any(node.registry_refs for node in config.nodes):
+        config, registry_notes = _resolve_registry(config, registry, marks, shown)
     cases = load_cases(config, path.parent, shown, marks)
     if case_defaults and isinstance(config.cases, str):  # a cases file: what a case does not give, the defaults do
         cases = [c.model_copy(update={"inputs": {**case_defaults, **c.inputs}}) for c in cases]
     return LoadedWorkflow(path=path, config=config, cases=cases, marks=marks, sha256=hashlib.sha256(raw).hexdigest(),
-                          source_format=source_format, notes=notes)
+                          source_format=source_format, notes=notes, registry_notes=registry_notes)
+
+
+def _resolve_registry(config: WorkflowConfig, registry: RegistryResolver | None, marks: dict[Loc, int],
+                      shown: str) -> tuple[WorkflowConfig, list[str]]:
+    """``config`` with every ``{registry: ...}`` of its nodes resolved to a
+    :class:`ResolvedPrompt`; the first that cannot be is a ConfigError at the
+    line of its ``registry:`` value."""
+    wanted = [(index, key, ref) for index, node in enumerate(config.nodes) for key, ref in node.registry_refs.items()]
+    if registry is None:
+        index, key, ref = wanted[0]
+        raise ConfigError(
+            f"node {config.nodes[index].id!r}: its {key} comes from MLflow's prompt registry ({ref.registry!r}), "
+            "which only a pytest --promptab session resolves",
+            path=shown, line=line_for(marks, ("nodes", index, key, "registry")),
+            hint="run the file with pytest --promptab (the resolved text is cached under .promptab/registry/)",
+        )
+    unique = list({ref.registry: ref for _, _, ref in wanted}.values())
+    answers = registry(unique)
+    nodes = list(config.nodes)
+    notes: list[str] = []
+    for index, key, ref in wanted:
+        answer = answers.get(ref.registry) or RegistryAnswer(problem="the resolver gave no answer")
+        if answer.text is None:
+            raise ConfigError(
+                f"node {nodes[index].id!r}: {key} {ref.registry!r} from MLflow's prompt registry: "
+                f"{answer.problem or 'not found'}",
+                path=shown, line=line_for(marks, ("nodes", index, key, "registry")), hint=answer.hint,
+            )
+        if answer.note and answer.note not in notes:
+            notes.append(answer.note)
+        resolved = ResolvedPrompt(registry=ref.registry, text=answer.text, resolved_version=answer.version,
+                                  source="cache" if answer.source == "cache" else "registry")
+        nodes[index] = nodes[index].model_copy(update={key: resolved})
+    return config.model_copy(update={"nodes": nodes}), notes
 
 
 def with_provider(data: dict[str, Any], provider: dict[str, Any]) -> dict[str, Any]:
@@ -243,7 +307,7 @@ def _schema_error(exc: ValidationError, marks: dict[Loc, int], shown: str) -> Co
 
 def _is_union_tag(part: str) -> bool:
     # pydantic puts the union member's type in the loc: 'list[CaseConfig]', 'str', 'function-after[...]'
-    return "[" in part or part in {"str", "int", "float", "bool", "dict", "list"}
+    return "[" in part or part in {"str", "int", "float", "bool", "dict", "list", "RegistryPrompt"}
 
 
 def _dotted(loc: Loc) -> str:

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .prompt_ref import REGISTRY_REF_HINT, RegistryPrompt, ResolvedPrompt, registry_text  # noqa: F401 - part of the format
+
 RUN_STATS = ("n", "mean", "std", "min", "max", "p50", "p95", "p99")
 """The statistics computed for every metric of every variant."""
 
@@ -124,12 +126,32 @@ class RouteConfig(_Model):
     """A node after this one in ``nodes``, or ``END``."""
 
 
+def registry_reference(data: dict[Any, Any]) -> RegistryPrompt:
+    """A ``{registry: ...}`` mapping as a :class:`RegistryPrompt`; its faults
+    as :class:`LocatedValueError` at the key that has them."""
+    for key in data:
+        if key != "registry":
+            raise LocatedValueError(
+                f"unknown key {key!r} in a registry reference; it takes only 'registry' ({REGISTRY_REF_HINT})", (key,)
+            )
+    if "registry" not in data:
+        raise LocatedValueError(f"a registry reference needs 'registry:' ({REGISTRY_REF_HINT})")
+    value = data["registry"]
+    if not isinstance(value, str):
+        raise LocatedValueError(f"registry must be text, got {type(value).__name__} ({REGISTRY_REF_HINT})", ("registry",))
+    try:
+        return RegistryPrompt(registry=value)
+    except ValueError:
+        raise LocatedValueError(f"{value!r} is not a prompt registry reference: {REGISTRY_REF_HINT}", ("registry",)) from None
+
+
 class NodeConfig(_Model):
     """One prompt step of the workflow."""
 
     id: str = Field(min_length=1)
-    prompt: str
-    system: str | None = None
+    prompt: str | RegistryPrompt
+    """The prompt template, or ``{registry: "name@alias"}`` / ``{registry: "name/3"}``."""
+    system: str | RegistryPrompt | None = None
     output: str | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
     parse: Literal["text", "json"] = "text"
@@ -146,6 +168,35 @@ class NodeConfig(_Model):
     """Where the run goes after this node: the first route whose ``when``
     holds, else the default (the route without ``when``). Without routes,
     the next node in ``nodes`` (the last one ends the run)."""
+
+    @field_validator("prompt", "system", mode="before")
+    @classmethod
+    def _text_or_reference(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, dict):
+            return registry_reference(value)
+        if value is not None and not isinstance(value, (str, RegistryPrompt)):
+            raise ValueError(
+                f"a node's {info.field_name} is text, or a registry reference "
+                f'{{registry: "name@alias"}}, not {type(value).__name__}'
+            )
+        return value
+
+    @property
+    def prompt_text(self) -> str:
+        """The prompt template: the file's text, or the registry's."""
+        text = registry_text(self.prompt, "prompt")
+        assert text is not None
+        return text
+
+    @property
+    def system_text(self) -> str | None:
+        return registry_text(self.system, "system")
+
+    @property
+    def registry_refs(self) -> dict[str, RegistryPrompt]:
+        """``{"prompt": ref, "system": ref}`` for the parts that come from the registry."""
+        return {key: value for key, value in (("prompt", self.prompt), ("system", self.system))
+                if isinstance(value, RegistryPrompt)}
 
     @property
     def output_key(self) -> str:

@@ -67,8 +67,13 @@ def resolve_nodes(loaded: LoadedWorkflow, variant_name: str) -> list[ResolvedNod
             raise ConfigError(f"node {node.id!r}: invalid provider: {exc}", path=str(loaded.path),
                               line=loaded.line("nodes", index, "provider")) from None
         settings = merge(provider.settings, node.settings)
-        prompt, prompt_line = node.prompt, loaded.line("nodes", index, "prompt", CONTENT)
-        system, system_line = node.system, loaded.line("nodes", index, "system", CONTENT)
+        prompt, prompt_line = node.prompt_text, loaded.line("nodes", index, "prompt", CONTENT)
+        system, system_line = node.system_text, loaded.line("nodes", index, "system", CONTENT)
+        refs = node.registry_refs  # a registry text's errors point at its `registry:` line
+        if "prompt" in refs:
+            prompt_line = loaded.line("nodes", index, "prompt", "registry")
+        if "system" in refs:
+            system_line = loaded.line("nodes", index, "system", "registry")
         if variant:
             if node.id in variant.prompts:
                 prompt = variant.prompts[node.id]
