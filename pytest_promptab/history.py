@@ -16,6 +16,7 @@ from .errors import PromptabError
 from .workflow.regression_spec import Tolerance, parse_tolerance
 
 if TYPE_CHECKING:
+    from .references import Reference
     from .report.history import SavedSession
     from .session import PromptabSession
     from .workflow.loader import LoadedWorkflow
@@ -63,15 +64,35 @@ def _branch(psession: PromptabSession) -> str | None:
     return branch
 
 
+def session_tracking_uri(psession: PromptabSession) -> str:
+    """The session's tracking URI, as logging resolves it."""
+    import os
+
+    from .tracking.log import resolve_tracking_uri
+
+    o = psession.options
+    return resolve_tracking_uri(o.mlflow_uri, o.mlflow_ini, os.environ, o.rootdir)
+
+
+def _named_reference(psession: PromptabSession) -> Reference:
+    """``--promptab-compare-to``'s reference, read once per session."""
+    if "_reference" not in psession.__dict__:
+        from .references import handed_on
+
+        text = psession.options.compare_to
+        assert text is not None
+        uri = session_tracking_uri(psession) if text.startswith("mlflow:") else None
+        psession.__dict__["_reference"] = handed_on(text, what="--promptab-compare-to", tracking_uri=uri)
+    ref: Reference = psession.__dict__["_reference"]
+    return ref
+
+
 def reference_for(psession: PromptabSession, nodeid: str) -> tuple[SavedSession | None, str]:
     """The reference session of ``nodeid`` and its label, or None and why not."""
     from .report import history as files
 
     if psession.options.compare_to:
-        saved = files.load_saved(psession.options.compare_to)  # checked when the options were read
-        if saved.abtest(nodeid) is None:
-            return None, f"nothing to compare: {psession.options.compare_to} has no A/B test {nodeid}"
-        return saved, files.shown_path(saved.path)
+        return _named_reference(psession).for_abtest(nodeid)  # checked when the options were read
     found = files.find_reference(psession.options.rootdir, nodeid, _branch(psession))
     if found is None:
         return None, "nothing to compare: no earlier accepted session of this A/B test in .promptab/history/"

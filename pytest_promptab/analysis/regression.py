@@ -61,6 +61,14 @@ def variant_hashes(variant: VariantSummary) -> dict[str, str]:
     }
 
 
+def accepted(ab: ABTestSummary, candidate: str, interrupted: bool) -> bool:
+    """Whether a session is *accepted* as a reference for ``ab``: complete, not
+    interrupted, and no failed gate or regression of the deploy candidate."""
+    if interrupted or not ab.complete:
+        return False
+    return not any(j.variant == candidate and j.outcome == "failed" for j in ab.gates)
+
+
 def _per_case(ab: ABTestSummary, variant: str, metric: str) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     base = base_metric(metric)
