@@ -134,6 +134,45 @@ def compare_abtest(psession: PromptabSession, ab: ABTestSummary, candidate: str,
             ))
 
 
+def keep_regressed_out(psession: PromptabSession, ab: ABTestSummary) -> None:
+    """Before the deploy candidate is decided: each challenger that regressed
+    against the reference on a FAIL or BLOCK_DEPLOY regression gate loses
+    (SPEC 7 and 12), and the winner is chosen again without it. Its regression
+    items are judged later, with the gates (xfailed: it is never applied)."""
+    loaded = psession.workflows.get(ab.file)
+    if loaded is None or not wants_compare(psession, loaded):
+        return
+    specs = [spec for spec in regression_specs(psession, loaded) if spec.action in ("FAIL", "BLOCK_DEPLOY")]
+    if not specs:
+        return
+    from .analysis.regression import compare_metric, judge_regression, keep_out_of_winner
+
+    try:
+        saved, _ = reference_for(psession, ab.nodeid)
+    except PromptabError:
+        return  # said when the comparison is made
+    ref_ab = saved.abtest(ab.nodeid) if saved is not None else None
+    ref_candidate = saved.candidate(ab.nodeid) if saved is not None else None
+    if ref_ab is None or ref_candidate is None:
+        return
+    regressed: dict[str, list[str]] = {}
+    for spec in specs:
+        for variant in ab.variants:
+            if variant.name == ab.baseline or variant.completed_runs == 0:
+                continue
+            if spec.variants is not None and variant.name not in spec.variants:
+                continue
+            change = compare_metric(ab, variant.name, ref_ab, ref_candidate, spec.metric, ab.alpha)
+            judgement = judge_regression(
+                change, variant=variant.name, candidate=ab.baseline, higher_better=spec.higher_better,
+                tolerance=spec.tolerance, action=spec.action, alpha=ab.alpha, nodeid="", label=spec.label,
+            )
+            if not judgement.met:
+                regressed.setdefault(variant.name, []).append(judgement.gate)
+    if regressed:
+        keep_out_of_winner(ab, regressed, loaded.config.ab_test.objective.run_metric)
+
+
 def save_session(psession: PromptabSession) -> str | None:
     summary = psession.summary
     if psession.options.no_history or summary is None or summary.interrupted or not summary.abtests:

@@ -69,6 +69,30 @@ def accepted(ab: ABTestSummary, candidate: str, interrupted: bool) -> bool:
     return not any(j.variant == candidate and j.outcome == "failed" for j in ab.gates)
 
 
+def keep_out_of_winner(ab: ABTestSummary, regressed: dict[str, list[str]], run_metric: str) -> None:
+    """``regressed``: challenger -> the regression gates (FAIL, BLOCK_DEPLOY)
+    it failed. Each is marked as violating them, and the winner is chosen
+    again among the others, as for a violated gate (SPEC 6, 7)."""
+    from .stats import choose_winner
+    from .summarize import objective_value
+
+    for variant in ab.variants:
+        for label in regressed.get(variant.name, []):
+            if label not in variant.violated:
+                variant.violated.append(label)
+    if ab.winner not in regressed:
+        return
+    comparisons = {v.name: v.comparison for v in ab.variants if v.comparison is not None}
+    eligible = {v.name for v in ab.variants if not v.violated and v.runs - v.failed_runs > 0}
+    values = {v.name: objective_value(v, ab.objective, run_metric) for v in ab.variants}
+    ab.winner, ab.winner_reason = choose_winner(ab.baseline, values, comparisons, eligible, ab.goal)
+    if ab.winner == ab.baseline and ab.winner_reason.startswith("no challenger passed the gates"):
+        names = ", ".join(sorted(regressed))
+        ab.winner_reason += f" (regressed against the reference: {names})"
+    for variant in ab.variants:
+        variant.winner = variant.name == ab.winner and ab.has_significant_winner
+
+
 def _per_case(ab: ABTestSummary, variant: str, metric: str) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     base = base_metric(metric)
