@@ -145,7 +145,11 @@ def keep_regressed_out(psession: PromptabSession, ab: ABTestSummary) -> None:
     specs = [spec for spec in regression_specs(psession, loaded) if spec.action in ("FAIL", "BLOCK_DEPLOY")]
     if not specs:
         return
-    from .analysis.regression import compare_metric, judge_regression, keep_out_of_winner
+    from .analysis.regression import (
+        compare_metric,
+        judge_regression,
+        keep_out_of_winner,
+    )
 
     try:
         saved, _ = reference_for(psession, ab.nodeid)
