@@ -88,7 +88,15 @@ def _named_reference(psession: PromptabSession) -> Reference:
 
 
 def reference_for(psession: PromptabSession, nodeid: str) -> tuple[SavedSession | None, str]:
-    """The reference session of ``nodeid`` and its label, or None and why not."""
+    """The reference session of ``nodeid`` and its label, or None and why
+    not; looked up once per session and A/B test."""
+    found: dict[str, tuple[SavedSession | None, str]] = psession.__dict__.setdefault("_references_found", {})
+    if nodeid not in found:
+        found[nodeid] = _find_reference(psession, nodeid)
+    return found[nodeid]
+
+
+def _find_reference(psession: PromptabSession, nodeid: str) -> tuple[SavedSession | None, str]:
     from .report import history as files
 
     if psession.options.compare_to:

@@ -146,8 +146,7 @@ class MlflowReader:
         if "promptab.nodeid" not in tags:
             raise MlflowReferenceError(f"MLflow run {run_id!r} is not a promptab A/B test run (no promptab.nodeid tag)")
         data = self._results(real_id)
-        candidates = {str(tags["promptab.nodeid"]): str(tags.get("promptab.deploy_candidate") or "")}
-        candidates = {k: v for k, v in candidates.items() if v}
+        candidates = self._candidates(tags)
         git = tags.get("mlflow.source.git.branch") or "detached"
         commit = (tags.get("mlflow.source.git.commit") or "-")[:8]
         import time
@@ -156,6 +155,22 @@ class MlflowReader:
         session = MlflowSession(real_id, data, candidates, f"mlflow:{real_id} ({git}@{commit}, {when})")
         self._sessions[run_id] = self._sessions[real_id] = session
         return session
+
+    def _candidates(self, tags: dict[str, str]) -> dict[str, str]:
+        """A/B test node id -> deploy candidate, for every A/B test of the
+        parent's session (its ``results.json`` holds them all): the tags of
+        the parent runs that share its ``promptab.session`` tag."""
+        own = {str(tags["promptab.nodeid"]): str(tags.get("promptab.deploy_candidate") or "")}
+        session = tags.get("promptab.session")
+        if session:
+            client = self.client()
+            ids = [e.experiment_id for e in self._call(lambda: client.search_experiments())]
+            filter_ = f"tags.`promptab.session` = {_quote(session)} and tags.`promptab.nodeid` != ''"
+            for run in self._call(lambda: client.search_runs(ids, filter_, max_results=1000)) if ids else []:
+                nodeid, candidate = run.data.tags.get("promptab.nodeid"), run.data.tags.get("promptab.deploy_candidate")
+                if nodeid and candidate:
+                    own.setdefault(nodeid, candidate)
+        return {k: v for k, v in own.items() if v}
 
     def _results(self, run_id: str) -> dict[str, Any]:
         client = self.client()
