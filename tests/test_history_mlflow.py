@@ -160,3 +160,20 @@ def test_console_script_compares_and_applies_mlflow_sessions(pytester: pytest.Py
     assert applied.returncode == 0, applied.stderr
     assert f"session mlflow:{old.info.run_id}" in applied.stdout and "flow.yaml::ab:" in applied.stdout
     assert Path(pytester.path / "flow.yaml").read_text() == flow(BROKEN).lstrip()
+
+
+def test_the_reference_deploy_candidate_is_the_applied_winner(pytester: pytest.Pytester, echo_workflow) -> None:
+    from tests.test_history_winner import FLOW
+
+    path = echo_workflow("flow", FLOW.replace("PROMPT", "{{ bad }}").split("  regression:")[0])  # no regression gate
+    first = run(pytester, "--promptab-apply-best")
+    assert first.ret == 0, first.stdout.str()
+    assert "{{ alt }}" in path.read_text().split("variants:")[0]  # 'other' won and was applied
+    [parent] = _parents(pytester)
+    assert parent.data.tags["promptab.deploy_candidate"] == "other" and parent.data.tags["promptab.accepted"] == "true"
+
+    second = run(pytester, f"--promptab-compare-to=mlflow:{parent.info.run_id}")
+    assert second.ret == 0, second.stdout.str()
+    text = " ".join(second.stdout.str().split())
+    assert f"vs reference mlflow:{parent.info.run_id}" in text
+    assert "(other -> baseline): same prompts, settings and model" in text
