@@ -177,3 +177,29 @@ def test_the_reference_deploy_candidate_is_the_applied_winner(pytester: pytest.P
     text = " ".join(second.stdout.str().split())
     assert f"vs reference mlflow:{parent.info.run_id}" in text
     assert "(other -> baseline): same prompts, settings and model" in text
+
+
+def test_runs_that_are_no_promptab_session_are_refused(tmp_path: Path) -> None:
+    """Read with the resolver directly: a foreign run, and a parent whose
+    results.json is another session's."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from pytest_promptab.errors import PromptabError
+    from pytest_promptab.references import Reference
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(uri)
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    exp = SqlAlchemyStore(uri, (tmp_path / "art").as_uri()).create_experiment("e")
+    foreign = client.create_run(exp).info.run_id
+    stale = client.create_run(exp, tags={"promptab.nodeid": "f.yaml::ab", "promptab.file_sha256": "a" * 64}).info.run_id
+    (tmp_path / "results.json").write_text(json.dumps({"promptab_version": "0.1.0", "abtests": [
+        {"nodeid": "f.yaml::ab", "file_sha256": "b" * 64}]}))
+    client.log_artifact(stale, str(tmp_path / "results.json"))
+    with pytest.raises(PromptabError, match="is not a promptab A/B test run"):
+        Reference(f"mlflow:{foreign}", tracking_uri=uri).check()
+    with pytest.raises(PromptabError, match="is not the session of its A/B test f.yaml::ab"):
+        Reference(f"mlflow:{stale}", tracking_uri=uri).check()

@@ -146,6 +146,11 @@ class MlflowReader:
         if "promptab.nodeid" not in tags:
             raise MlflowReferenceError(f"MLflow run {run_id!r} is not a promptab A/B test run (no promptab.nodeid tag)")
         data = self._results(real_id)
+        nodeid = str(tags["promptab.nodeid"])
+        mine = [ab for ab in data.get("abtests") or [] if isinstance(ab, dict) and ab.get("nodeid") == nodeid]
+        if not mine or mine[0].get("file_sha256") != tags.get("promptab.file_sha256", mine[0].get("file_sha256")):
+            raise MlflowReferenceError(f"the {RESULTS_ARTIFACT} artifact of MLflow run {real_id!r} is not the "
+                                       f"session of its A/B test {nodeid} (a results file left from another session?)")
         candidates = self._candidates(tags)
         git = tags.get("mlflow.source.git.branch") or "detached"
         commit = (tags.get("mlflow.source.git.commit") or "-")[:8]
