@@ -203,3 +203,13 @@ def test_runs_that_are_no_promptab_session_are_refused(tmp_path: Path) -> None:
         Reference(f"mlflow:{foreign}", tracking_uri=uri).check()
     with pytest.raises(PromptabError, match="is not the session of its A/B test f.yaml::ab"):
         Reference(f"mlflow:{stale}", tracking_uri=uri).check()
+
+
+def test_under_xdist_the_controller_reads_the_mlflow_reference(pytester: pytest.Pytester, echo_workflow) -> None:
+    echo_workflow("flow", flow(GOOD, REGRESSION))
+    assert run(pytester).ret == 0
+    [parent] = _parents(pytester)
+    echo_workflow("flow", flow(BROKEN, REGRESSION))
+    result = run(pytester, "-n", "2", "--promptab-no-mlflow", f"--promptab-compare-to=mlflow:{parent.info.run_id}")
+    assert result.ret == 10, result.stdout.str()
+    result.stdout.fnmatch_lines(["*cases worse: c: 100% -> 0%, d: 100% -> 0%"])

@@ -58,7 +58,7 @@ class MlflowSession:
     candidates: dict[str, str]
     """A/B test node id -> deploy candidate (the tag; the baseline when absent)."""
     label: str
-    """``mlflow:<run id> (branch main@1a2b3c4d, 2026-12-01 08:45Z)``."""
+    """``mlflow:<run id> (main@1a2b3c4d, 2026-12-01 08:45Z)``."""
 
 
 def is_mlflow_ref(text: str | None) -> bool:
@@ -152,12 +152,13 @@ class MlflowReader:
             raise MlflowReferenceError(f"the {RESULTS_ARTIFACT} artifact of MLflow run {real_id!r} is not the "
                                        f"session of its A/B test {nodeid} (a results file left from another session?)")
         candidates = self._candidates(tags)
-        git = tags.get("mlflow.source.git.branch") or "detached"
-        commit = (tags.get("mlflow.source.git.commit") or "-")[:8]
         import time
 
         when = time.strftime("%Y-%m-%d %H:%MZ", time.gmtime((run.info.start_time or 0) / 1000))
-        session = MlflowSession(real_id, data, candidates, f"mlflow:{real_id} ({git}@{commit}, {when})")
+        branch, commit = tags.get("mlflow.source.git.branch"), tags.get("mlflow.source.git.commit")
+        if branch or commit:  # outside git: the time alone
+            when = f"{branch or 'detached'}@{(commit or '-')[:8]}, {when}"
+        session = MlflowSession(real_id, data, candidates, f"mlflow:{real_id} ({when})")
         self._sessions[run_id] = self._sessions[real_id] = session
         return session
 
