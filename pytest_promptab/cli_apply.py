@@ -1,8 +1,11 @@
 """``promptab apply [SESSION] [--dry-run] [--ab-test NODEID]...`` (SPEC 8, 12):
 apply a saved session's decision later, without running anything again.
 
-SESSION is a history file or a results.json (default: the latest session
-under ``<rootdir>/.promptab/history/``). For each A/B test, the saved summary
+SESSION is a history file, a results.json or an MLflow parent run,
+``mlflow:<run id>`` (or ``mlflow:branch=<name>``: the latest accepted one from
+that branch), read from ``--mlflow-uri``, else ``$MLFLOW_TRACKING_URI``, else
+``sqlite:///<rootdir>/mlflow.db`` (default: the latest session under
+``<rootdir>/.promptab/history/``). For each A/B test, the saved summary
 goes through the same code as ``--promptab-apply-best``
 (:func:`pytest_promptab.apply.best.apply_winner`): the same rules, the same
 byte-exact rewrite, backup and atomic replace. The winner's prompts and
@@ -15,8 +18,8 @@ file that already has the winner's prompts and settings).
 Exit codes: 0 when everything asked was applied or already applied; 1 when
 something was refused (a file changed since, an A/B test no longer in its
 file, or, for an A/B test named with ``--ab-test``, a decision that does not
-allow applying); 2 for bad arguments (an unreadable SESSION, an unknown node
-id, ``mlflow:``).
+allow applying); 2 for bad arguments (an unreadable SESSION, an unknown MLflow
+run or an unreachable store, an unknown node id).
 """
 
 from __future__ import annotations
@@ -28,17 +31,15 @@ from typing import Sequence
 USAGE = 2
 
 
-def run_apply(session: str | None, ab_tests: Sequence[str], *, dry_run: bool, rootdir: str | None) -> int:
+def run_apply(session: str | None, ab_tests: Sequence[str], *, dry_run: bool, rootdir: str | None,
+              mlflow_uri: str | None = None) -> int:
     from .apply.best import ApplyDecision, apply_winner, refusal
     from .errors import PromptabError
-    from .report.history import history_files, load_saved, shown_path
+    from .references import Reference, cli_tracking_uri
+    from .report.history import history_files
     from .tracking.prompt_cache import RegistryPrompts
     from .workflow.loader import load_workflow
 
-    if session is not None and session.startswith("mlflow:"):
-        print("promptab apply: an MLflow run as SESSION is not supported yet; "
-              "name a history file or a results.json", file=sys.stderr)
-        return USAGE
     root = Path(rootdir) if rootdir else Path(".")
     if session is None:
         paths = history_files(root)
@@ -49,20 +50,22 @@ def run_apply(session: str | None, ab_tests: Sequence[str], *, dry_run: bool, ro
         path = paths[-1]
     else:
         path = Path(session)
+    text = session if session is not None and session.startswith("mlflow:") else str(path)
+    uri = cli_tracking_uri(mlflow_uri, root) if text.startswith("mlflow:") else None
     try:
-        saved = load_saved(path, what="SESSION")
+        saved = Reference(text, what="SESSION", tracking_uri=uri).session()
     except PromptabError as exc:
         print(f"promptab apply: {exc}", file=sys.stderr)
         return USAGE
-    if rootdir is None and path.parent.name == "history" and path.parent.parent.name == ".promptab":
+    if rootdir is None and saved.label is None and path.parent.name == "history" and path.parent.parent.name == ".promptab":
         root = path.parent.parent.parent  # a history file knows its project
     known = [ab.nodeid for ab in saved.summary.abtests]
     unknown = [n for n in ab_tests if n not in known]
     if unknown:
-        print(f"promptab apply: {shown_path(saved.path)} has no A/B test {', '.join(map(repr, unknown))}; "
+        print(f"promptab apply: {saved.shown} has no A/B test {', '.join(map(repr, unknown))}; "
               f"it has: {', '.join(known) or 'none'}", file=sys.stderr)
         return USAGE
-    print(f"promptab apply: session {shown_path(saved.path)}")
+    print(f"promptab apply: session {saved.shown}")
     refused = False
     for ab in saved.summary.abtests:
         if ab_tests and ab.nodeid not in ab_tests:

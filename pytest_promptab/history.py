@@ -16,6 +16,7 @@ from .errors import PromptabError
 from .workflow.regression_spec import Tolerance, parse_tolerance
 
 if TYPE_CHECKING:
+    from .references import Reference
     from .report.history import SavedSession
     from .session import PromptabSession
     from .workflow.loader import LoadedWorkflow
@@ -63,15 +64,43 @@ def _branch(psession: PromptabSession) -> str | None:
     return branch
 
 
+def session_tracking_uri(psession: PromptabSession) -> str:
+    """The session's tracking URI, as logging resolves it."""
+    import os
+
+    from .tracking.log import resolve_tracking_uri
+
+    o = psession.options
+    return resolve_tracking_uri(o.mlflow_uri, o.mlflow_ini, os.environ, o.rootdir)
+
+
+def _named_reference(psession: PromptabSession) -> Reference:
+    """``--promptab-compare-to``'s reference, read once per session."""
+    if "_reference" not in psession.__dict__:
+        from .references import handed_on
+
+        text = psession.options.compare_to
+        assert text is not None
+        uri = session_tracking_uri(psession) if text.startswith("mlflow:") else None
+        psession.__dict__["_reference"] = handed_on(text, what="--promptab-compare-to", tracking_uri=uri)
+    ref: Reference = psession.__dict__["_reference"]
+    return ref
+
+
 def reference_for(psession: PromptabSession, nodeid: str) -> tuple[SavedSession | None, str]:
-    """The reference session of ``nodeid`` and its label, or None and why not."""
+    """The reference session of ``nodeid`` and its label, or None and why
+    not; looked up once per session and A/B test."""
+    found: dict[str, tuple[SavedSession | None, str]] = psession.__dict__.setdefault("_references_found", {})
+    if nodeid not in found:
+        found[nodeid] = _find_reference(psession, nodeid)
+    return found[nodeid]
+
+
+def _find_reference(psession: PromptabSession, nodeid: str) -> tuple[SavedSession | None, str]:
     from .report import history as files
 
     if psession.options.compare_to:
-        saved = files.load_saved(psession.options.compare_to)  # checked when the options were read
-        if saved.abtest(nodeid) is None:
-            return None, f"nothing to compare: {psession.options.compare_to} has no A/B test {nodeid}"
-        return saved, files.shown_path(saved.path)
+        return _named_reference(psession).for_abtest(nodeid)  # checked when the options were read
     found = files.find_reference(psession.options.rootdir, nodeid, _branch(psession))
     if found is None:
         return None, "nothing to compare: no earlier accepted session of this A/B test in .promptab/history/"
@@ -111,6 +140,49 @@ def compare_abtest(psession: PromptabSession, ab: ABTestSummary, candidate: str,
                 tolerance=spec.tolerance, action=spec.action, alpha=ab.alpha,
                 nodeid=f"{ab.nodeid}::regression[{variant.name}:{spec.label}]", label=spec.label,
             ))
+
+
+def keep_regressed_out(psession: PromptabSession, ab: ABTestSummary) -> None:
+    """Before the deploy candidate is decided: each challenger that regressed
+    against the reference on a FAIL or BLOCK_DEPLOY regression gate loses
+    (SPEC 7 and 12), and the winner is chosen again without it. Its regression
+    items are judged later, with the gates (xfailed: it is never applied)."""
+    loaded = psession.workflows.get(ab.file)
+    if loaded is None or not wants_compare(psession, loaded):
+        return
+    specs = [spec for spec in regression_specs(psession, loaded) if spec.action in ("FAIL", "BLOCK_DEPLOY")]
+    if not specs:
+        return
+    from .analysis.regression import (
+        compare_metric,
+        judge_regression,
+        keep_out_of_winner,
+    )
+
+    try:
+        saved, _ = reference_for(psession, ab.nodeid)
+    except PromptabError:
+        return  # said when the comparison is made
+    ref_ab = saved.abtest(ab.nodeid) if saved is not None else None
+    ref_candidate = saved.candidate(ab.nodeid) if saved is not None else None
+    if ref_ab is None or ref_candidate is None:
+        return
+    regressed: dict[str, list[str]] = {}
+    for spec in specs:
+        for variant in ab.variants:
+            if variant.name == ab.baseline or variant.completed_runs == 0:
+                continue
+            if spec.variants is not None and variant.name not in spec.variants:
+                continue
+            change = compare_metric(ab, variant.name, ref_ab, ref_candidate, spec.metric, ab.alpha)
+            judgement = judge_regression(
+                change, variant=variant.name, candidate=ab.baseline, higher_better=spec.higher_better,
+                tolerance=spec.tolerance, action=spec.action, alpha=ab.alpha, nodeid="", label=spec.label,
+            )
+            if not judgement.met:
+                regressed.setdefault(variant.name, []).append(judgement.gate)
+    if regressed:
+        keep_out_of_winner(ab, regressed, loaded.config.ab_test.objective.run_metric)
 
 
 def save_session(psession: PromptabSession) -> str | None:

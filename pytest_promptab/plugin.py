@@ -54,7 +54,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--promptab-compare", action="store_true", default=False,
                     help="compare each A/B test with its latest earlier accepted session")
     group.addoption("--promptab-compare-to", default=None, metavar="REF",
-                    help="compare with REF: a history file or a results file (implies comparing)")
+                    help="compare with REF: a history file, a results file, mlflow:<run id> or "
+                         "mlflow:branch=<name> (implies comparing)")
     group.addoption("--promptab-compare-fail", action="append", default=[], metavar="METRIC:TOL",
                     help="fail on a regression of METRIC beyond TOL (0.05 absolute, 20%% relative); repeatable")
     group.addoption("--promptab-registry-alias", default=None, metavar="ALIAS",
@@ -69,9 +70,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("promptab_json", default="", help="results file")
     parser.addini("promptab_html", default="", help="HTML report file (none when empty)")
     parser.addini("promptab_mlflow_uri", default="", help="MLflow tracking URI")
-    parser.addini("promptab_compare_to", default="", help="reference to compare with (history or results file)")
     parser.addini("promptab_registry_alias", default="promptab-best",
                   help="the prompt registry alias apply-best points at the versions it registers")
+    parser.addini("promptab_compare_to", default="",
+                  help="reference to compare with (history or results file, mlflow:<run id>, mlflow:branch=<name>)")
     parser.addini("promptab_provider", default="", help="provider mapping (YAML flow) replacing every node's")
 
 
@@ -165,10 +167,7 @@ def _compare_options(config: pytest.Config) -> tuple[str | None, list[tuple[str,
     if ref is None:
         return None, compare_fail
     if str(ref).startswith("mlflow:"):
-        raise pytest.UsageError(
-            f"--promptab-compare-to {ref}: mlflow: references are not supported yet; "
-            "name a history file (.promptab/history/...) or a results.json"
-        )
+        return _mlflow_reference(config, str(ref)), compare_fail
     path = Path(ref)
     if not path.is_absolute():
         path = (Path.cwd() / path) if config.getoption("promptab_compare_to") else config.rootpath / path
@@ -179,6 +178,28 @@ def _compare_options(config: pytest.Config) -> tuple[str | None, list[tuple[str,
     except PromptabError as exc:
         raise pytest.UsageError(f"promptab: {exc}") from None
     return str(path), compare_fail
+
+
+def _mlflow_reference(config: pytest.Config, ref: str) -> str:
+    """``mlflow:<run id>`` / ``mlflow:branch=<name>``, read now (in this
+    process: mlflow is imported for it) from the session's tracking URI; an
+    unknown run, no run from that branch or an unreachable store is a usage
+    error. xdist workers leave it to the controller, which compares."""
+    if _is_worker(config):
+        return ref
+    import os
+
+    from .errors import PromptabError
+    from .references import checked
+    from .tracking.log import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(config.getoption("promptab_mlflow_uri"), config.getini("promptab_mlflow_uri") or None,
+                               os.environ, config.rootpath)
+    try:
+        checked(ref, what="--promptab-compare-to", tracking_uri=uri)
+    except PromptabError as exc:
+        raise pytest.UsageError(f"promptab: {exc.message}") from None
+    return ref
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

@@ -322,6 +322,7 @@ class PromptabSession:
         ab = self._summarize_one(display, analysis)
         if ab is None:
             return None
+        self.keep_regressed_out(ab)
         candidate = ab.baseline
         if self.options.apply_best:
             decision = self._apply_one(ab, interrupted=False, write=False)
@@ -338,6 +339,12 @@ class PromptabSession:
         from .history import compare_abtest
 
         compare_abtest(self, ab, candidate, judge=judge)
+
+    def keep_regressed_out(self, ab: ABTestSummary) -> None:
+        """A challenger with a FAIL or BLOCK_DEPLOY regression loses: it is no winner."""
+        from .history import keep_regressed_out
+
+        keep_regressed_out(self, ab)
 
     def save_history(self) -> str | None:
         """Save the session under .promptab/history/ (unless turned off or

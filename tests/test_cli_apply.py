@@ -147,7 +147,7 @@ def test_no_significant_winner_is_reported_and_refused_only_when_asked(
     ("args", "message"),
     [
         (["--ab-test", "examples/nope.yaml::x"], "has no A/B test 'examples/nope.yaml::x'"),
-        (["mlflow:0123abcd"], "not supported yet"),
+        (["mlflow:0123abcd"], "SESSION mlflow:0123abcd: no MLflow store at"),
         (["missing.json"], "'missing.json' does not exist"),
         (["--bogus"], "unrecognized arguments"),
     ],

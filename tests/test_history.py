@@ -138,7 +138,7 @@ def test_compare_to_names_a_results_file(pytester: pytest.Pytester, echo_workflo
         (["--promptab-compare-to", "missing.json"], "*missing.json* does not exist*"),
         (["--promptab-compare-to", "flow.yaml"], "*not a promptab results file*"),
         (["--promptab-compare-to", "newer.json"], "*schema_version 99, newer than this promptab reads*"),
-        (["--promptab-compare-to", "mlflow:branch=main"], "*mlflow: references are not supported yet*"),
+        (["--promptab-compare-to", "mlflow:branch=main"], "*mlflow:branch=main: no MLflow store at*"),
         (["--promptab-compare-fail", "mystery.mean:0.1"], "*'mystery' has no known direction*"),
         (["--promptab-compare-fail", "pass_rate:lots"], "*malformed tolerance 'lots'*"),
         (["--promptab-compare-fail", "pass_rate"], "*expected METRIC:TOLERANCE*"),

@@ -11,11 +11,19 @@ strata, never the sampling unit:
   over the cases (a 2x2 table per case: before/after x passed/not), and per
   case Fisher's exact test, Holm-corrected over the cases, to name the cases
   that changed;
-- a per-run number (``<metric>.<stat>``): the difference of case means,
-  averaged over the cases, with a stratified z test from each case's
-  within-case variances (per case Welch's t, Holm-corrected, for the list);
-  with a single run per case there is no within-case variance and the paired
-  t test over the cases' means is used instead (said in ``test``).
+- a per-run number (``<metric>.<stat>``), when both sessions ran the same
+  run numbers of every case: paired on the run number (run k with run k, as
+  the seed and the cache key are): per case the differences of the pairs, the
+  mean of the case means with a stratified z test from each case's variance
+  of its differences (per case the paired t test, Holm-corrected, for the
+  list). Otherwise unpaired: the difference of case means, averaged over the
+  cases, with a stratified z test from each case's within-case variances (per
+  case Welch's t). With a single run per case there is no within-case
+  variance: the paired t test over the cases is used (said in ``test``);
+- yes/no outcomes are not paired on the run number: McNemar's test uses only
+  the discordant pairs and, with the few runs per case of a prompt suite, can
+  rarely name a case (6 runs: p >= 0.03 before any correction), where the
+  stratified tables above can.
 Only the cases both sessions have are compared; the others are listed.
 """
 
@@ -29,6 +37,16 @@ from typing import Any
 
 from ..workflow.regression_spec import Tolerance, base_metric
 from .summary import ABTestSummary, GateJudgement, VariantSummary
+from .within_cases import (
+    _cmh,
+    _fisher,
+    _holm,
+    _paired_means,
+    _paired_t,
+    _stat,
+    _stratified_means,
+    _welch,
+)
 
 BINARY = ("pass_rate", "error_rate")
 
@@ -61,8 +79,65 @@ def variant_hashes(variant: VariantSummary) -> dict[str, str]:
     }
 
 
+def accepted(ab: ABTestSummary, candidate: str, interrupted: bool) -> bool:
+    """Whether a session is *accepted* as a reference for ``ab``: complete, not
+    interrupted, and no failed gate or regression of the deploy candidate."""
+    if interrupted or not ab.complete:
+        return False
+    return not any(j.variant == candidate and j.outcome == "failed" for j in ab.gates)
+
+
+def keep_out_of_winner(ab: ABTestSummary, regressed: dict[str, list[str]], run_metric: str) -> None:
+    """``regressed``: challenger -> the regression gates (FAIL, BLOCK_DEPLOY)
+    it failed. Each is marked as violating them, and the winner is chosen
+    again among the others, as for a violated gate (SPEC 6, 7)."""
+    from .stats import choose_winner
+    from .summarize import objective_value
+
+    for variant in ab.variants:
+        for label in regressed.get(variant.name, []):
+            if label not in variant.violated:
+                variant.violated.append(label)
+    if ab.winner not in regressed:
+        return
+    comparisons = {v.name: v.comparison for v in ab.variants if v.comparison is not None}
+    eligible = {v.name for v in ab.variants if not v.violated and v.runs - v.failed_runs > 0}
+    values = {v.name: objective_value(v, ab.objective, run_metric) for v in ab.variants}
+    ab.winner, ab.winner_reason = choose_winner(ab.baseline, values, comparisons, eligible, ab.goal)
+    if ab.winner == ab.baseline and ab.winner_reason.startswith("no challenger passed the gates"):
+        names = ", ".join(sorted(regressed))
+        ab.winner_reason += f" (regressed against the reference: {names})"
+    for variant in ab.variants:
+        variant.winner = variant.name == ab.winner and ab.has_significant_winner
+
+
 def _per_case(ab: ABTestSummary, variant: str, metric: str) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
+    return {case: list(runs.values()) for case, runs in _per_case_runs(ab, variant, metric).items()}
+
+
+def _run_numbers(ab: ABTestSummary, variant: str) -> dict[str, set[int]]:
+    """Case -> the run numbers ``variant`` ran (every run, errored or not)."""
+    out: dict[str, set[int]] = {}
+    for r in ab.runs:
+        if r.variant == variant:
+            out.setdefault(r.case, set()).add(r.run)
+    return out
+
+
+def _pairs(after_ab: ABTestSummary, variant: str, before_ab: ABTestSummary, ref_variant: str, metric: str,
+           cases: list[str]) -> dict[str, list[float]] | None:
+    """Per case the differences run k (after) - run k (before), when both
+    sessions ran the same run numbers of every compared case; else None."""
+    after_runs, before_runs = _run_numbers(after_ab, variant), _run_numbers(before_ab, ref_variant)
+    if any(after_runs.get(c) != before_runs.get(c) for c in cases):
+        return None
+    a, b = _per_case_runs(after_ab, variant, metric), _per_case_runs(before_ab, ref_variant, metric)
+    return {c: [a[c][k] - b[c][k] for k in sorted(a[c]) if k in b[c]] for c in cases}
+
+
+def _per_case_runs(ab: ABTestSummary, variant: str, metric: str) -> dict[str, dict[int, float]]:
+    """Case -> run number -> the run's value of ``metric``."""
+    out: dict[str, dict[int, float]] = {}
     base = base_metric(metric)
     for r in ab.runs:
         if r.variant != variant:
@@ -76,31 +151,8 @@ def _per_case(ab: ABTestSummary, variant: str, metric: str) -> dict[str, list[fl
         else:
             value = r.metrics.get(base)
         if value is not None and not math.isnan(value):
-            out.setdefault(r.case, []).append(float(value))
+            out.setdefault(r.case, {})[r.run] = float(value)
     return out
-
-
-def _stat(values: list[float], stat: str) -> float | None:
-    if not values:
-        return None
-    xs = sorted(values)
-    n = len(xs)
-    if stat == "n":
-        return float(n)
-    if stat == "mean":
-        return sum(xs) / n
-    if stat == "min":
-        return xs[0]
-    if stat == "max":
-        return xs[-1]
-    if stat == "std":
-        if n < 2:
-            return 0.0
-        m = sum(xs) / n
-        return math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
-    if stat.startswith("p") and stat[1:].isdigit():
-        return xs[max(0, math.ceil(int(stat[1:]) / 100 * n) - 1)]
-    return None
 
 
 def _value(cases: dict[str, list[float]], metric: str) -> float | None:
@@ -132,6 +184,9 @@ def compare_metric(after_ab: ABTestSummary, variant: str, before_ab: ABTestSumma
     if metric in BINARY:
         change.p_value, change.test = _cmh(b, a), "Cochran-Mantel-Haenszel over cases"
         per_case = {c: _fisher(b[c], a[c]) for c in a}
+    elif (diffs := _pairs(after_ab, variant, before_ab, ref_variant, metric, list(a))) is not None:
+        change.p_value, change.test = _paired_means(diffs)
+        per_case = {c: _paired_t(diffs[c]) for c in a}
     else:
         change.p_value, change.test = _stratified_means(b, a)
         per_case = {c: _welch(b[c], a[c]) for c in a}
@@ -151,81 +206,6 @@ def _is_worse(metric: str, diff: float) -> bool:
 
     hib = higher_is_better(metric)
     return diff < 0 if hib in (True, None) else diff > 0
-
-
-def _cmh(before: dict[str, list[float]], after: dict[str, list[float]]) -> float | None:
-    """Two-sided CMH test (with continuity correction) over 2x2 tables per case."""
-    num = var = 0.0
-    for c in after:
-        x1, n1 = sum(after[c]), len(after[c])
-        x0, n0 = sum(before[c]), len(before[c])
-        n, m = n1 + n0, x1 + x0
-        if n < 2 or m in (0, n):
-            continue  # no variation in this case: it carries no evidence
-        num += x1 - n1 * m / n
-        var += n1 * n0 * m * (n - m) / (n * n * (n - 1))
-    if var <= 0:
-        return 1.0 if num == 0 else None
-    stat = max(abs(num) - 0.5, 0.0) ** 2 / var
-    return math.erfc(math.sqrt(stat / 2))  # the chi-square(1) tail
-
-
-def _fisher(before: list[float], after: list[float]) -> float | None:
-    x0, x1 = sum(before), sum(after)
-    if x0 / len(before) == x1 / len(after):
-        return 1.0
-    from scipy.stats import fisher_exact
-
-    table = [[int(x1), len(after) - int(x1)], [int(x0), len(before) - int(x0)]]
-    return float(fisher_exact(table)[1])
-
-
-def _welch(before: list[float], after: list[float]) -> float | None:
-    if len(before) < 2 or len(after) < 2:
-        return None
-    from scipy.special import (
-        stdtr,  # Student's t CDF: a ufunc, far cheaper than scipy.stats per case
-    )
-
-    sa, sb = _stat(after, "std") or 0.0, _stat(before, "std") or 0.0
-    na, nb = len(after), len(before)
-    diff = sum(after) / na - sum(before) / nb
-    va, vb = sa * sa / na, sb * sb / nb
-    if va + vb == 0:
-        return 1.0 if diff == 0 else 0.0
-    t = diff / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / ((va * va / (na - 1) if na > 1 else 0) + (vb * vb / (nb - 1) if nb > 1 else 0))
-    return float(2 * stdtr(df, -abs(t)))
-
-
-def _stratified_means(before: dict[str, list[float]], after: dict[str, list[float]]) -> tuple[float | None, str]:
-    diffs, variances = [], []
-    for c in after:
-        a, b = after[c], before[c]
-        diffs.append(sum(a) / len(a) - sum(b) / len(b))
-        if len(a) >= 2 and len(b) >= 2:
-            variances.append((_stat(a, "std") or 0) ** 2 / len(a) + (_stat(b, "std") or 0) ** 2 / len(b))
-    k = len(diffs)
-    mean = sum(diffs) / k
-    if len(variances) == k:
-        se = math.sqrt(sum(variances)) / k
-        if se == 0:
-            return (1.0 if mean == 0 else 0.0), "within cases (no run-to-run variation)"
-        return math.erfc(abs(mean) / se / math.sqrt(2)), "stratified z over cases (within-case variances)"
-    if k >= 2 and any(d != diffs[0] for d in diffs):
-        from scipy.stats import ttest_1samp
-
-        return float(ttest_1samp(diffs, 0.0).pvalue), "paired t over case means (one run per case)"
-    return None, "too few runs to test"
-
-
-def _holm(pvalues: dict[str, float]) -> dict[str, float]:
-    ordered = sorted(pvalues.items(), key=lambda kv: kv[1])
-    m, running, out = len(ordered), 0.0, {}
-    for i, (key, p) in enumerate(ordered):
-        running = max(running, min(1.0, (m - i) * p))
-        out[key] = running
-    return out
 
 
 def judge_regression(change: MetricChange, *, variant: str, candidate: str, higher_better: bool,

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..analysis.regression import variant_hashes
+from ..analysis.regression import accepted, variant_hashes
 from ..analysis.summary import ABTestSummary, SessionSummary
 from ..errors import PromptabError
 from ..fileio import atomic_write_text
@@ -50,13 +50,6 @@ def history_name(now: datetime, git: dict[str, str]) -> str:
 
 def deploy_candidate(ab: ABTestSummary, applied: str | None = None) -> str:
     return applied or ab.baseline
-
-
-def accepted(ab: ABTestSummary, candidate: str, interrupted: bool) -> bool:
-    """Complete, not interrupted, and no failed gate or regression of the deploy candidate."""
-    if interrupted or not ab.complete:
-        return False
-    return not any(j.variant == candidate and j.outcome == "failed" for j in ab.gates)
 
 
 def index_entry(ab: ABTestSummary, candidate: str, interrupted: bool,
@@ -108,6 +101,12 @@ class SavedSession:
     path: Path
     header: dict[str, Any]
     summary: SessionSummary
+    label: str | None = None
+    """How the reference is named when it is not a file (``mlflow:<run id>``)."""
+
+    @property
+    def shown(self) -> str:
+        return self.label or shown_path(self.path)
 
     def entry(self, nodeid: str) -> dict[str, Any] | None:
         return next((e for e in self.header.get("index", []) if e.get("nodeid") == nodeid), None)
@@ -138,6 +137,16 @@ def load_saved(path: Path | str, *, what: str = "reference") -> SavedSession:
                               line=exc.lineno) from None
     except OSError as exc:
         raise ReferenceFileError(f"{what} cannot be read: {exc.strerror}", path=shown) from None
+    return saved_from_data(data, path, what=what)
+
+
+def saved_from_data(data: Any, path: Path, *, what: str = "reference", label: str | None = None,
+                    candidates: dict[str, str] | None = None) -> SavedSession:
+    """A history or results document (parsed JSON) as a :class:`SavedSession`;
+    a results document gets the index a history file would have, with
+    ``candidates`` (A/B test node id -> deploy candidate, default the
+    baseline). Raises :class:`ReferenceFileError`."""
+    shown = label or str(path)
     if not isinstance(data, dict) or "promptab_version" not in data or not isinstance(data.get("abtests"), list):
         raise ReferenceFileError(f"{what} is not a promptab results file (no 'promptab_version' and 'abtests')",
                               path=shown, line=1)
@@ -154,8 +163,9 @@ def load_saved(path: Path | str, *, what: str = "reference") -> SavedSession:
         raise ReferenceFileError(f"{what} is not a promptab results file: {exc}", path=shown) from None
     if "index" not in header:  # a results file: decide the same way a history file's index does
         header["complete"] = not summary.interrupted
-        header["index"] = [index_entry(ab, ab.baseline, summary.interrupted) for ab in summary.abtests]
-    return SavedSession(path, header, summary)
+        header["index"] = [index_entry(ab, (candidates or {}).get(ab.nodeid) or ab.baseline, summary.interrupted)
+                           for ab in summary.abtests]
+    return SavedSession(path, header, summary, label)
 
 
 def history_files(rootdir: Path) -> list[Path]:

@@ -70,7 +70,8 @@ def run_logging(
 
     summary = _text_safe(summary)
     outcome = log_session(
-        summary, tracking_uri=tracking_uri, rootdir=rootdir, results_path=results_path, traces=traces
+        summary, tracking_uri=tracking_uri, rootdir=rootdir, results_path=results_path, traces=traces,
+        applied=applied,
     )
     answer: dict[str, Any] = {
         "ok": outcome.ok,

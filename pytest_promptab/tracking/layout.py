@@ -71,8 +71,16 @@ def abtest_common_tags(ab: ABTestSummary, common: dict[str, str]) -> dict[str, s
     return {**common, "mlflow.source.name": ab.file, "promptab.ab_test": ab.name, "promptab.file": ab.file}
 
 
-def parent_tags(ab: ABTestSummary, common: dict[str, str]) -> dict[str, str]:
-    """The A/B test's parent run tags (``common``: :func:`abtest_common_tags`)."""
+def parent_tags(
+    ab: ABTestSummary, common: dict[str, str], *, candidate: str | None = None, interrupted: bool = False
+) -> dict[str, str]:
+    """The A/B test's parent run tags (``common``: :func:`abtest_common_tags`).
+    ``candidate`` is the deploy candidate (the applied winner, else the
+    baseline); with ``promptab.accepted`` it is what an ``mlflow:`` reference
+    reads (SPEC 12) and what ``search_runs`` filters on."""
+    from ..analysis.regression import accepted
+
+    candidate = candidate or ab.baseline
     return {
         **common,
         "promptab.nodeid": ab.nodeid,
@@ -80,6 +88,8 @@ def parent_tags(ab: ABTestSummary, common: dict[str, str]) -> dict[str, str]:
         "promptab.winner": ab.winner or "",
         "promptab.winner_reason": ab.winner_reason,
         "promptab.complete": bool_text(ab.complete),
+        "promptab.deploy_candidate": candidate,
+        "promptab.accepted": bool_text(accepted(ab, candidate, interrupted)),
         "mlflow.note.content": note(ab),
         "mlflow.loggedArtifacts": TABLE_TAG,
     }

@@ -95,10 +95,18 @@ def redact_uri(uri: str) -> str:
 
 
 def log_session(
-    summary: SessionSummary, *, tracking_uri: str, rootdir: Path, results_path: Path, traces: int = 0
+    summary: SessionSummary,
+    *,
+    tracking_uri: str,
+    rootdir: Path,
+    results_path: Path,
+    traces: int = 0,
+    applied: Mapping[str, str] | None = None,
 ) -> LogOutcome:
     """Log every A/B test of ``summary`` to ``tracking_uri``, and at most
-    ``traces`` of its runs as traces (:mod:`.traces`). Never raises."""
+    ``traces`` of its runs as traces (:mod:`.traces`); ``applied`` (A/B test
+    node id -> the variant apply-best wrote) names each deploy candidate.
+    Never raises."""
     outcome = LogOutcome(ok=True, message="")
     if not summary.abtests:
         outcome.message = "nothing to log to MLflow (no A/B test ran)"
@@ -119,7 +127,9 @@ def log_session(
                 exp_id = _experiment_id(client, tracking_uri, name, Path(rootdir))
                 _set_experiment_tags(client, exp_id, ab)
                 outcome.experiment_ids[ab.nodeid] = exp_id
-                parent, children = _log_abtest(client, exp_id, ab, common, Path(results_path), created)
+                candidate = (applied or {}).get(ab.nodeid) or ab.baseline
+                parent, children = _log_abtest(client, exp_id, ab, common, Path(results_path), created,
+                                               candidate=candidate, interrupted=summary.interrupted)
                 outcome.run_ids[ab.nodeid] = parent
                 outcome.variant_run_ids[ab.nodeid] = children
             if traces > 0:
@@ -338,13 +348,15 @@ def _set_experiment_tags(client: Any, exp_id: str, ab: ABTestSummary) -> None:
 
 
 def _log_abtest(
-    client: Any, exp_id: str, ab: ABTestSummary, common: dict[str, str], results_path: Path, created: list[str]
+    client: Any, exp_id: str, ab: ABTestSummary, common: dict[str, str], results_path: Path, created: list[str],
+    *, candidate: str | None = None, interrupted: bool = False,
 ) -> tuple[str, dict[str, str]]:
     now = int(time.time() * 1000)
     parent = client.create_run(exp_id, start_time=now, run_name=layout.parent_run_name(ab, common, now)).info.run_id
     created.append(parent)
     common = layout.abtest_common_tags(ab, common)
-    _log_batch(client, parent, now, layout.parent_params(ab), layout.parent_metrics(ab), layout.parent_tags(ab, common))
+    tags = layout.parent_tags(ab, common, candidate=candidate, interrupted=interrupted)
+    _log_batch(client, parent, now, layout.parent_params(ab), layout.parent_metrics(ab), tags)
     files = {"runs.json": layout.runs_table(ab, None)}
     if results_path.is_file():
         files["results.json"] = results_path.read_text(encoding="utf-8")
