@@ -6,11 +6,13 @@ taken from MLflow's prompt registry, as the schema
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-__all__ = ["REGISTRY_REF_HINT", "RegistryPrompt", "ResolvedPrompt", "registry_text"]
+from .schema_base import LocatedValueError
+
+__all__ = ["REGISTRY_REF_HINT", "RegistryPrompt", "ResolvedPrompt", "registry_reference", "registry_text"]
 
 REGISTRY_REF_HINT = (
     'write it as "name@alias" (e.g. "support-reply@production") or "name/<version>" (e.g. "support-reply/3"); '
@@ -89,3 +91,22 @@ def registry_text(value: str | RegistryPrompt | None, what: str) -> str | None:
     if isinstance(value, ResolvedPrompt):
         return value.text
     raise RuntimeError(f"the {what} reference {value.registry!r} was not resolved")
+
+
+def registry_reference(data: dict[Any, Any]) -> RegistryPrompt:
+    """A ``{registry: ...}`` mapping as a :class:`RegistryPrompt`; its faults
+    as :class:`LocatedValueError` at the key that has them."""
+    for key in data:
+        if key != "registry":
+            raise LocatedValueError(
+                f"unknown key {key!r} in a registry reference; it takes only 'registry' ({REGISTRY_REF_HINT})", (key,)
+            )
+    if "registry" not in data:
+        raise LocatedValueError(f"a registry reference needs 'registry:' ({REGISTRY_REF_HINT})")
+    value = data["registry"]
+    if not isinstance(value, str):
+        raise LocatedValueError(f"registry must be text, got {type(value).__name__} ({REGISTRY_REF_HINT})", ("registry",))
+    try:
+        return RegistryPrompt(registry=value)
+    except ValueError:
+        raise LocatedValueError(f"{value!r} is not a prompt registry reference: {REGISTRY_REF_HINT}", ("registry",)) from None

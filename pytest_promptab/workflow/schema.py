@@ -12,9 +12,23 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from .prompt_ref import REGISTRY_REF_HINT, RegistryPrompt, ResolvedPrompt, registry_text  # noqa: F401 - part of the format
+from .abtest_schema import (  # noqa: F401 - part of the format
+    ABTestConfig,
+    GateAction,
+    GateConfig,
+    ObjectiveConfig,
+    RegressionConfig,
+    VariantConfig,
+)
+from .prompt_ref import (  # noqa: F401 - part of the format
+    RegistryPrompt,
+    ResolvedPrompt,
+    registry_reference,
+    registry_text,
+)
+from .schema_base import LocatedValueError, StrictModel, closest
 
 RUN_STATS = ("n", "mean", "std", "min", "max", "p50", "p95", "p99")
 """The statistics computed for every metric of every variant."""
@@ -31,30 +45,17 @@ BASE_METRICS = (
 """Per-run metrics every workflow has; ``node.<id>.latency_ms`` and
 ``check.<name>`` come on top."""
 
-GateAction = Literal["WARN", "FAIL", "BLOCK_DEPLOY"]
 
 
-class LocatedValueError(ValueError):
-    """A validation error that knows where below the model it was found, so the
-    loader can point at the right line (``loc`` is relative to the model)."""
 
-    def __init__(self, message: str, loc: tuple[object, ...] = ()) -> None:
-        super().__init__(message)
-        self.loc = tuple(loc)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Pricing(_Model):
+class Pricing(StrictModel):
     """USD per million tokens."""
 
     input_per_mtok: float = Field(0.0, ge=0)
     output_per_mtok: float = Field(0.0, ge=0)
 
 
-class RetryConfig(_Model):
+class RetryConfig(StrictModel):
     """How a provider retries transient failures (429, 5xx, timeouts)."""
 
     max_attempts: int = Field(5, ge=1, le=50)
@@ -77,7 +78,7 @@ def url_has_userinfo(url: str) -> bool:
     return "@" in authority
 
 
-class ProviderConfig(_Model):
+class ProviderConfig(StrictModel):
     """Where a node's prompt is sent."""
 
     type: str = "openai"
@@ -114,7 +115,7 @@ END = "END"
 """The route target that ends the run."""
 
 
-class RouteConfig(_Model):
+class RouteConfig(StrictModel):
     """One way on from a node: to ``to`` when ``when`` holds. ``when`` is a
     Jinja2 expression on the run's state (``category == "billing"``); a
     route without it is the default, taken when no other holds. A condition
@@ -126,26 +127,8 @@ class RouteConfig(_Model):
     """A node after this one in ``nodes``, or ``END``."""
 
 
-def registry_reference(data: dict[Any, Any]) -> RegistryPrompt:
-    """A ``{registry: ...}`` mapping as a :class:`RegistryPrompt`; its faults
-    as :class:`LocatedValueError` at the key that has them."""
-    for key in data:
-        if key != "registry":
-            raise LocatedValueError(
-                f"unknown key {key!r} in a registry reference; it takes only 'registry' ({REGISTRY_REF_HINT})", (key,)
-            )
-    if "registry" not in data:
-        raise LocatedValueError(f"a registry reference needs 'registry:' ({REGISTRY_REF_HINT})")
-    value = data["registry"]
-    if not isinstance(value, str):
-        raise LocatedValueError(f"registry must be text, got {type(value).__name__} ({REGISTRY_REF_HINT})", ("registry",))
-    try:
-        return RegistryPrompt(registry=value)
-    except ValueError:
-        raise LocatedValueError(f"{value!r} is not a prompt registry reference: {REGISTRY_REF_HINT}", ("registry",)) from None
 
-
-class NodeConfig(_Model):
+class NodeConfig(StrictModel):
     """One prompt step of the workflow."""
 
     id: str = Field(min_length=1)
@@ -208,7 +191,7 @@ class NodeConfig(_Model):
         return list(self.outputs) if self.outputs else [self.output_key]
 
 
-class CaseConfig(_Model):
+class CaseConfig(StrictModel):
     id: str = Field(min_length=1)
     inputs: dict[str, Any] = Field(default_factory=dict)
     expected: dict[str, Any] = Field(default_factory=dict)
@@ -219,7 +202,7 @@ class CaseConfig(_Model):
         return str(value) if isinstance(value, (int, float)) else value
 
 
-class CheckConfig(_Model):
+class CheckConfig(StrictModel):
     """A check applied to every run; ``type`` is validated against the
     registry of check types when the file is loaded."""
 
@@ -238,154 +221,7 @@ class CheckConfig(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class VariantConfig(_Model):
-    """A challenger: overrides of the baseline's prompts, per node id."""
-
-    name: str = Field(min_length=1)
-    description: str | None = None
-    prompts: dict[str, str] = Field(default_factory=dict)
-    settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    system: dict[str, str] = Field(default_factory=dict)
-    provider: dict[str, Any] | None = None
-
-
-class ObjectiveConfig(_Model):
-    metric: str = "pass_rate"
-    goal: Literal["max", "min"] = "max"
-
-    @property
-    def run_metric(self) -> str:
-        """The per-run metric behind the objective (``pass_rate`` -> ``passed``)."""
-        if self.metric == "pass_rate":
-            return "passed"
-        return self.metric[: -len(".mean")] if self.metric.endswith(".mean") else self.metric
-
-
-class GateConfig(_Model):
-    metric: str
-    min: float | None = None
-    max: float | None = None
-    action: GateAction = "FAIL"
-    name: str | None = None
-    variants: list[str] | None = None
-    confidence: float | None = None
-    """Judge the interval's far bound at this confidence, not the estimate."""
-    not_judged: str | None = None
-    """Why this gate cannot be judged (e.g. ``no prices``): it is reported as
-    a warning and never fails or blocks (set by file-format translations)."""
-
-    @model_validator(mode="after")
-    def _has_bound(self) -> GateConfig:
-        if self.min is None and self.max is None:
-            raise ValueError("a gate needs 'min', 'max' or both")
-        if self.confidence is not None:
-            if not 0.5 < self.confidence < 1:
-                raise LocatedValueError(
-                    f"gate confidence must be above 0.5 and below 1 (e.g. 0.95), got {self.confidence:g}",
-                    ("confidence",),
-                )
-            if self.metric != "pass_rate" and not self.metric.endswith(".mean"):
-                raise LocatedValueError(
-                    f"gate confidence needs an interval: use it with pass_rate or a '<metric>.mean' gate, "
-                    f"not {self.metric!r}",
-                    ("confidence",),
-                )
-        return self
-
-    @property
-    def label(self) -> str:
-        """``pass_rate>=0.8``, ``latency_ms.p95<=2000``, or the gate's name."""
-        if self.name:
-            return self.name
-        parts = []
-        if self.min is not None:
-            parts.append(f"{self.metric}>={_num(self.min)}")
-        if self.max is not None:
-            parts.append(f"{self.metric}<={_num(self.max)}")
-        return ",".join(parts)
-
-    def split_metric(self) -> tuple[str, str]:
-        """``latency_ms.p95`` -> (``latency_ms``, ``p95``); ``pass_rate`` -> (``pass_rate``, ``mean``)."""
-        if self.metric == "pass_rate":
-            return "pass_rate", "mean"
-        base, _, stat = self.metric.rpartition(".")
-        return base, stat
-
-
-class RegressionConfig(_Model):
-    """``{metric, max_drop | max_rise, action}``: a regression gate against the
-    reference session (SPEC 12). ``max_drop`` for a metric where higher is
-    better, ``max_rise`` where lower is; a number is absolute, ``N%`` relative."""
-
-    metric: str
-    max_drop: float | str | None = None
-    max_rise: float | str | None = None
-    action: GateAction = "FAIL"
-    variants: list[str] | None = None
-
-    @model_validator(mode="after")
-    def _one_tolerance(self) -> RegressionConfig:
-        from .regression_spec import parse_tolerance
-
-        if (self.max_drop is None) == (self.max_rise is None):
-            raise ValueError("a regression gate needs exactly one of 'max_drop' (higher is better) or 'max_rise' (lower is better)")
-        key = "max_drop" if self.max_drop is not None else "max_rise"
-        try:
-            parse_tolerance(getattr(self, key))
-        except ValueError as exc:
-            raise LocatedValueError(str(exc), (key,)) from None
-        return self
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self.max_drop is not None
-
-    @property
-    def tolerance_text(self) -> str:
-        from .regression_spec import parse_tolerance
-
-        return parse_tolerance(self.max_drop if self.max_drop is not None else self.max_rise).label
-
-    @property
-    def label(self) -> str:
-        """``pass_rate:0.05`` (the item's parameter: ``<variant>:<label>``)."""
-        return f"{self.metric}:{self.tolerance_text}"
-
-
-class ABTestConfig(_Model):
-    name: str = Field(min_length=1)
-    description: str | None = None
-    runs: int = Field(1, ge=1, le=100_000)
-    baseline: str = Field("baseline", min_length=1)
-    variants: list[VariantConfig] = Field(default_factory=list)
-    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
-    alpha: float = Field(0.05, gt=0, le=0.5)
-    max_error_rate: float = Field(0.05, ge=0, le=1)
-    """The share of a variant's runs that may FAIL (not complete) and still
-    let apply-best write it, and not fail the session (see the README)."""
-    gates: list[GateConfig] = Field(default_factory=list)
-    regression: list[RegressionConfig] = Field(default_factory=list)
-    """Regression gates against the reference session (SPEC 12)."""
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> ABTestConfig:
-        seen = {self.baseline}
-        for index, variant in enumerate(self.variants):
-            if variant.name in seen:
-                what = "the baseline's name" if variant.name == self.baseline else "used twice"
-                raise LocatedValueError(
-                    f"variant name {variant.name!r} is {what}; variant names must be unique",
-                    ("variants", index, "name"),
-                )
-            seen.add(variant.name)
-        return self
-
-    @property
-    def variant_names(self) -> list[str]:
-        return [self.baseline, *(v.name for v in self.variants)]
-
-
-class MlflowConfig(_Model):
+class MlflowConfig(StrictModel):
     experiment: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -393,7 +229,7 @@ class MlflowConfig(_Model):
 _ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
-class WorkflowConfig(_Model):
+class WorkflowConfig(StrictModel):
     """A whole workflow file."""
 
     name: str = Field(min_length=1)
@@ -447,7 +283,7 @@ class WorkflowConfig(_Model):
             for kind in ("prompts", "settings", "system"):
                 for node_id in getattr(variant, kind):
                     if node_id not in node_ids:
-                        close = _closest(node_id, node_ids)
+                        close = closest(node_id, node_ids)
                         raise LocatedValueError(
                             f"variant {variant.name!r} overrides {kind} of unknown node {node_id!r}{close}; "
                             f"nodes are: {', '.join(node_ids)}",
@@ -519,7 +355,7 @@ def _check_routes(node: NodeConfig, index: int, node_ids: list[str]) -> None:
             continue
         if route.to not in node_ids:
             raise LocatedValueError(
-                f"node {node.id!r}: route to unknown node {route.to!r}{_closest(route.to, node_ids + [END])}; "
+                f"node {node.id!r}: route to unknown node {route.to!r}{closest(route.to, node_ids + [END])}; "
                 f"nodes are: {', '.join(node_ids)} (or END)",
                 ("nodes", index, "routes", r, "to"),
             )
@@ -542,17 +378,8 @@ def _check_metric_name(metric: str, known: set[str], *, what: str) -> None:
         )
     if base not in known and not any(base.startswith(k + ".") for k in known if k.startswith("check.")):
         raise ValueError(
-            f"{what} metric {metric!r}: unknown metric {base!r}{_closest(base, sorted(known))}; "
+            f"{what} metric {metric!r}: unknown metric {base!r}{closest(base, sorted(known))}; "
             f"known: {', '.join(sorted(known))}"
         )
 
 
-def _closest(word: str, choices: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
