@@ -14,7 +14,6 @@ import pytest
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .session import PromptabSession
 
 SESSION_KEY = pytest.StashKey["PromptabSession"]()
 YAML_SEEN_KEY = pytest.StashKey[list["Path"]]()
