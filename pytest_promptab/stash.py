@@ -14,6 +14,7 @@ import pytest
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from .session import PromptabSession  # noqa: F401 - named in the string annotation below
 
 SESSION_KEY = pytest.StashKey["PromptabSession"]()
 YAML_SEEN_KEY = pytest.StashKey[list["Path"]]()
