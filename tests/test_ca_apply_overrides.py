@@ -14,9 +14,8 @@ import pytest
 
 from pytest_promptab.apply.best import rewritten
 from pytest_promptab.workflow.loader import load_workflow
+from tests.ca_helpers import run
 from tests.fake_openai import FakeOpenAI, default_text
-
-QUIET = ("-p", "no:hypothesispytest", "-p", "no:benchmark")
 
 FILE = """\
 schema_version: "1.0"
@@ -98,8 +97,6 @@ promptab:
 """
 
 
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest(*QUIET, "--promptab", "--promptab-no-mlflow", *args)
 
 
 def test_apply_best_writes_config_overrides_byte_exact(pytester: pytest.Pytester, fake_openai: FakeOpenAI) -> None:

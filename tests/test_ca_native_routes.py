@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.ca_helpers import assert_located_error, run
 from tests.fake_openai import FakeOpenAI, default_text
-
-QUIET = ("-p", "no:hypothesispytest", "-p", "no:benchmark")
 
 NATIVE = """\
 name: triage
@@ -51,8 +50,6 @@ def native(base_url: str, routes: str = ROUTES) -> str:
     return NATIVE.format(base_url=base_url, routes=routes.rstrip("\n"))
 
 
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest(*QUIET, "--promptab", "--promptab-no-mlflow", *args)
 
 
 def classifier(body: Any) -> str:
@@ -113,16 +110,7 @@ def test_a_condition_that_cannot_be_evaluated_does_not_hold(pytester: pytest.Pyt
 )
 def test_bad_routes_are_located_errors(pytester: pytest.Pytester, fake_openai: FakeOpenAI, routes: str,
                                        message: str, needle: str) -> None:
-    text = native(fake_openai.base_url, routes)
-    pytester.makefile(".yaml", wf=text)
-    line = next(i for i, ln in enumerate(text.splitlines(), 1) if needle in ln)
-    result = run(pytester)
-    assert result.ret != 0
-    out = result.stdout.str()
-    assert message in out, out
-    assert f"wf.yaml:{line}:" in out, out
-    assert "Traceback" not in out
-    assert not fake_openai.completions
+    assert_located_error(pytester, fake_openai, native(fake_openai.base_url, routes), message, needle)
 
 
 def test_duration_p99_gate(pytester: pytest.Pytester, fake_openai: FakeOpenAI) -> None:

@@ -13,9 +13,8 @@ import pytest
 
 from pytest_promptab.workflow.formats import ca_conditions
 from pytest_promptab.workflow.templates import TemplateRenderer
+from tests.ca_helpers import assert_located_error, run
 from tests.fake_openai import FakeOpenAI, default_text
-
-QUIET = ("-p", "no:hypothesispytest", "-p", "no:benchmark")
 
 CORPUS = Path(__file__).parent / "ca_corpus" / "support_triage.yaml"
 ROUTES = """\
@@ -34,8 +33,6 @@ def routed(base_url: str, *, routes: str = ROUTES, extra: str = "") -> str:
     return text.replace(ROUTES, routes).replace("http://127.0.0.1:9/v1", base_url) + extra
 
 
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest(*QUIET, "--promptab", "--promptab-no-mlflow", *args)
 
 
 def classifier(body: Any) -> str:
@@ -136,16 +133,7 @@ def test_default_route_to_end_ends_the_run(pytester: pytest.Pytester, fake_opena
 )
 def test_malformed_route_is_a_located_error(pytester: pytest.Pytester, fake_openai: FakeOpenAI, routes: str,
                                             message: str, needle: str) -> None:
-    text = routed(fake_openai.base_url, routes=routes)
-    pytester.makefile(".yaml", wf=text)
-    line = next(i for i, ln in enumerate(text.splitlines(), 1) if needle in ln)
-    result = run(pytester)
-    assert result.ret != 0
-    out = result.stdout.str()
-    assert message in out, out
-    assert f"wf.yaml:{line}:" in out, out
-    assert "Traceback" not in out
-    assert not fake_openai.completions
+    assert_located_error(pytester, fake_openai, routed(fake_openai.base_url, routes=routes), message, needle)
 
 
 def test_a_route_back_through_another_node_is_a_loop(pytester: pytest.Pytester, fake_openai: FakeOpenAI) -> None:

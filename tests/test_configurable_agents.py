@@ -19,15 +19,13 @@ from typing import Any
 import pytest
 
 from pytest_promptab.workflow.formats import ca_parts, ca_templates
+from tests.ca_helpers import assert_located_error, run
 from tests.fake_openai import FakeOpenAI, default_text
 
 CORPUS = Path(__file__).parent / "ca_corpus"
 EXAMPLE = (CORPUS / "mlflow_optimization.yaml").read_text(encoding="utf-8")
-QUIET = ("-p", "no:hypothesispytest", "-p", "no:benchmark")
 
 
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest(*QUIET, "--promptab", "--promptab-no-mlflow", *args)
 
 
 def pointed(text: str, base_url: str) -> str:
@@ -150,16 +148,7 @@ def test_apply_best_writes_the_winning_prompt_byte_exact(pytester: pytest.Pytest
 def test_unsupported_or_wrong_is_a_located_error(
     pytester: pytest.Pytester, fake_openai: FakeOpenAI, edit: dict[str, str], message: str, needle: str
 ) -> None:
-    text = minimal(fake_openai.base_url, **edit)
-    pytester.makefile(".yaml", wf=text)
-    line = next(i for i, ln in enumerate(text.splitlines(), 1) if needle in ln)  # the line to fix
-    result = run(pytester)
-    assert result.ret != 0
-    out = result.stdout.str()
-    assert message in out, out
-    assert f"wf.yaml:{line}:" in out, out
-    assert "Traceback" not in out
-    assert not fake_openai.completions
+    assert_located_error(pytester, fake_openai, minimal(fake_openai.base_url, **edit), message, needle)
 
 
 def test_schema_dialect_gates_and_simple_outputs(pytester: pytest.Pytester, fake_openai: FakeOpenAI) -> None:

@@ -40,12 +40,12 @@ from .summary import ABTestSummary, GateJudgement, VariantSummary
 from .within_cases import (
     _cmh,
     _fisher,
-    _holm,
     _paired_means,
     _paired_t,
     _stat,
     _stratified_means,
     _welch,
+    holm_by_key,
 )
 
 BINARY = ("pass_rate", "error_rate")
@@ -191,7 +191,7 @@ def compare_metric(after_ab: ABTestSummary, variant: str, before_ab: ABTestSumma
         change.p_value, change.test = _stratified_means(b, a)
         per_case = {c: _welch(b[c], a[c]) for c in a}
     change.significant = change.p_value is not None and change.p_value < alpha and bool(diff)
-    adjusted = _holm({c: p for c, p in per_case.items() if p is not None})
+    adjusted = holm_by_key({c: p for c, p in per_case.items() if p is not None})
     for c, p in adjusted.items():
         if p >= alpha:
             continue

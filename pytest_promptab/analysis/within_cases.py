@@ -9,7 +9,7 @@ against a reference, the cases as strata, never as the sampling unit
 - a number per run, paired on the run number (both sessions ran the same run
   numbers of each case): :func:`_paired_means` over the cases, from the
   within-case differences run k - run k, :func:`_paired_t` per case;
-- :func:`_holm` over the cases, to name the ones that changed.
+- :func:`holm_by_key` (Holm) over the cases, to name the ones that changed.
 
 Pure functions of plain lists; scipy only where a distribution is needed.
 """
@@ -17,6 +17,8 @@ Pure functions of plain lists; scipy only where a distribution is needed.
 from __future__ import annotations
 
 import math
+
+from .stats import holm
 
 
 def _stat(values: list[float], stat: str) -> float | None:
@@ -108,13 +110,9 @@ def _stratified_means(before: dict[str, list[float]], after: dict[str, list[floa
     return None, "too few runs to test"
 
 
-def _holm(pvalues: dict[str, float]) -> dict[str, float]:
-    ordered = sorted(pvalues.items(), key=lambda kv: kv[1])
-    m, running, out = len(ordered), 0.0, {}
-    for i, (key, p) in enumerate(ordered):
-        running = max(running, min(1.0, (m - i) * p))
-        out[key] = running
-    return out
+def holm_by_key(pvalues: dict[str, float]) -> dict[str, float]:
+    """:func:`~.stats.holm` over a mapping's values."""
+    return dict(zip(pvalues, holm(list(pvalues.values()))))
 
 
 def _paired_means(diffs: dict[str, list[float]]) -> tuple[float | None, str]:
