@@ -43,6 +43,7 @@ def run_logging(
     results_path: Path,
     applied: dict[str, str],
     traces: int = 0,
+    text_safe: bool = False,
 ) -> dict[str, Any]:
     """Log ``summary`` to MLflow, then register the prompts of the applied
     winners (``applied``: A/B test node id -> variant); at most ``traces``
@@ -50,10 +51,11 @@ def run_logging(
 
     Returns ``{"ok", "message", "run_ids", "variant_run_ids", "registered",
     "problems"}``: ``registered`` maps a node id to its ``prompts:/`` URIs,
-    ``problems`` lists the registrations that failed."""
+    ``problems`` lists the registrations that failed. ``text_safe``: the
+    summary is known to hold no surrogates (not checked again)."""
     from .log import MlflowLogError, log_session, register_prompts
 
-    summary = _text_safe(summary)
+    summary = summary if text_safe else _text_safe(summary)
     outcome = log_session(
         summary, tracking_uri=tracking_uri, rootdir=rootdir, results_path=results_path, traces=traces
     )
@@ -118,7 +120,15 @@ def warm_up(tracking_uri: str, traces: int = 0) -> None:
             if traces:  # what the first trace would otherwise pay for at session end
                 import mlflow.tracing.export.mlflow_v3  # noqa: F401
                 import mlflow.tracing.trace_manager  # noqa: F401
-                from mlflow.entities import AssessmentSource, Feedback, SpanType  # noqa: F401
+                from mlflow.entities import (  # noqa: F401
+                    AssessmentSource,
+                    Feedback,
+                    Span,
+                    SpanType,
+                    TraceInfo,
+                )
+
+                from . import traces as _traces  # noqa: F401
 
             scheme = urlsplit(tracking_uri).scheme.split("+", 1)[0]
             if scheme == "sqlite":
@@ -153,6 +163,8 @@ def serve(stdin: TextIO, answer_to: TextIO) -> int:
             results_path=Path(request["results_path"]),
             applied=dict(request.get("applied") or {}),
             traces=int(request.get("traces") or 0),
+            # JSON escapes every surrogate as \udxxx (ensure_ascii): none there, none to clean
+            text_safe="\\ud" not in line.lower(),
         )
     except Exception as exc:  # noqa: BLE001 - the controller must get an answer
         from .log import describe_error

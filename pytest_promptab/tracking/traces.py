@@ -93,10 +93,11 @@ def log_traces(
     if built is None:
         return _log_with_client(client, selected, outcome, tracking_uri)
     infos, spans = built
-    for info in infos:
-        store.start_trace(info)
-    for exp_id, exp_spans in spans.items():
-        store.log_spans(exp_id, exp_spans)
+    with _experiments_read_once(store):
+        for info in infos:
+            store.start_trace(info)
+        for exp_id, exp_spans in spans.items():
+            store.log_spans(exp_id, exp_spans)
     return len(infos)
 
 
@@ -117,6 +118,31 @@ def _log_with_client(client: Any, selected: Selected, outcome: Any, tracking_uri
                 _log_trace(client, exp_id, runs.get(record.variant), ab, record)
                 logged += 1
     return logged
+
+
+@contextlib.contextmanager
+def _experiments_read_once(store: Any) -> Iterator[None]:
+    """For the block, the store reads each experiment once: ``start_trace``
+    reads the trace's experiment (a query with its tags) every time, a third
+    of its cost; the experiments do not change while the traces are written."""
+    cache: dict[str, Any] = {}
+    original = store.get_experiment
+
+    def get_experiment(experiment_id: Any) -> Any:
+        key = str(experiment_id)
+        if key not in cache:
+            cache[key] = original(experiment_id)
+        return cache[key]
+
+    own = "get_experiment" in vars(store)
+    store.get_experiment = get_experiment
+    try:
+        yield
+    finally:
+        if own:
+            store.get_experiment = original
+        else:
+            del store.get_experiment
 
 
 def _build_all(selected: Selected, outcome: Any, source: dict[str, str]) -> tuple[list[Any], dict[str, list[Any]]] | None:
