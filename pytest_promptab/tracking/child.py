@@ -24,6 +24,7 @@ no logging process: the same two steps as ever, :func:`log_session` then
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -150,6 +151,9 @@ def serve(stdin: TextIO, answer_to: TextIO) -> int:
         return 0
     hello = json.loads(hello_line)
     warm_up(hello["tracking_uri"], int(hello.get("traces") or 0))
+    if not gc.isenabled():  # the command turned it off for the imports
+        gc.freeze()  # what is imported stays: later collections skip it
+        gc.enable()
     line = stdin.readline()
     if not line.strip():
         return 0  # the controller had nothing to log, or went away
