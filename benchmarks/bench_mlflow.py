@@ -25,7 +25,12 @@ difference to "no traces", divided by the traces logged, is the cost of one
 trace (wall and CPU), less disturbed by the machine's load than a whole
 session.
 
-Usage:  python benchmarks/bench_mlflow.py [--repeats 5] [--step-repeats 8] [--keep]
+``--baseline DIR`` adds the two existing-store configurations run with the
+copy of ``pytest_promptab`` in DIR (e.g. ``git archive <commit>
+pytest_promptab | tar -x -C DIR``), interleaved with the others: a before /
+after at the same machine load.
+
+Usage:  python benchmarks/bench_mlflow.py [--repeats 5] [--step-repeats 8] [--baseline DIR] [--keep]
 Exit status 0 when the goal is met for the existing store, 1 otherwise.
 """
 
@@ -113,6 +118,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--step-repeats", type=int, default=8, help="repeats of the logging step alone (0: skip)")
+    parser.add_argument("--baseline", type=Path, help="a directory holding another copy of pytest_promptab")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="promptab-bench-mlflow-"))
@@ -135,6 +141,14 @@ def main() -> int:
             ),
             "sqlite (new store)": lambda: run(fresh(), project, env),
         }
+        if args.baseline is not None:
+            base_env = clean_env(root, {"PYTHONPATH": str(args.baseline.resolve())})
+            configs["baseline: sqlite (existing store)"] = lambda: run(
+                [*base, "--promptab-mlflow-uri", existing], project, base_env
+            )
+            configs["baseline: sqlite (existing, no traces)"] = lambda: run(
+                [*base, "--promptab-mlflow-uri", existing, "--promptab-mlflow-traces", "0"], project, base_env
+            )
         series = interleaved(configs, args.repeats)
         info = machine_info()
         print_machine(info)

@@ -137,3 +137,21 @@ def test_one_transaction_only_for_sqlite() -> None:
     assert onewrite.sql_store(object()) is None
     with onewrite.one_transaction(Client()) as single:
         assert single is False
+
+
+def test_the_warm_up_rehearsal_leaves_nothing(sqlite_uri: str, tmp_path: Path, mlflow_mod: Any) -> None:  # noqa: F811
+    """While the tests run, the logging process makes a session's kinds of
+    writes once and rolls them back: the store is as it was, and usable."""
+    from pytest_promptab.tracking.child import warm_up
+
+    client = mlflow_mod.MlflowClient(sqlite_uri)
+    before = [e.name for e in client.search_experiments()]
+    warm_up(sqlite_uri, 50)
+    assert [e.name for e in client.search_experiments()] == before
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+    summary = traced_summary()
+    outcome = log_session(
+        summary, tracking_uri=sqlite_uri, rootdir=tmp_path, results_path=results_file(tmp_path, summary), traces=50
+    )
+    assert outcome.ok and outcome.traces == 12
+    assert sorted(e.name for e in client.search_experiments()) == sorted([*before, "support-reply"])

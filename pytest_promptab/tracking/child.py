@@ -137,7 +137,10 @@ def warm_up(tracking_uri: str, traces: int = 0) -> None:
 
                 database = tracking_uri.split(":///", 1)[-1].split("?", 1)[0]
                 if database and Path(database).is_file():
-                    client_class(tracking_uri)  # opens the store, which MLflow caches
+                    client = client_class(tracking_uri)  # opens the store, which MLflow caches
+                    from .onewrite import rehearse
+
+                    rehearse(client)  # the first writes' costs, paid now (rolled back)
             elif scheme in ("http", "https"):
                 client_class(tracking_uri)  # no network, no file written
     except Exception:  # noqa: BLE001

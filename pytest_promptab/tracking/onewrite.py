@@ -15,6 +15,10 @@ transaction, committed once at the end:
 - the end of the block commits; an exception rolls everything back (nothing
   half-logged: no run is left "RUNNING") and goes on to the caller.
 
+:func:`rehearse` makes the same kinds of writes once while the tests run, in
+a transaction it rolls back (nothing stays): MLflow's and SQLAlchemy's first
+calls (statements compiled, lazy imports) are paid then, not at session end.
+
 It is used only for sqlite stores, and only when the store looks as expected
 (``ManagedSessionMaker``, ``engine``); otherwise, or when the setup fails, the
 block runs as before, one commit per call. A store other than the client's
@@ -28,7 +32,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["one_transaction", "sql_store"]
+__all__ = ["one_transaction", "rehearse", "sql_store"]
 
 
 def sql_store(client: Any) -> Any:
@@ -98,3 +102,55 @@ def _open(store: Any) -> tuple[Any, Any, Any, Any, Any] | None:
             with contextlib.suppress(Exception):
                 conn.close()
         return None
+
+
+def rehearse(client: Any) -> None:
+    """An experiment, a run with a metric, a param and tags, and a trace with
+    a span and an assessment, written in one transaction and rolled back (see
+    the module doc). Never raises; does nothing but for a sqlite store."""
+    store = sql_store(client)
+    opened = _open(store) if store is not None else None
+    if opened is None:
+        return
+    conn, outer, raw, isolation, original = opened
+    try:
+        import time
+        import uuid
+        from types import SimpleNamespace
+
+        from mlflow.entities import Metric, Param, RunTag, Span
+
+        from ..checks.result import CheckResult
+        from ..run.records import TRACE_KEY, RunRecord
+        from . import traces
+
+        now = int(time.time() * 1000)
+        exp_id = str(store.create_experiment(f"promptab-rehearsal-{uuid.uuid4().hex}", "file:///promptab-rehearsal"))
+        client.set_experiment_tag(exp_id, "promptab.rehearsal", "true")
+        run_id = client.create_run(exp_id, start_time=now, run_name="rehearsal", tags={"promptab.x": "x"}).info.run_id
+        client.log_batch(run_id, metrics=[Metric("m", 1.0, now, 0)], params=[Param("p", "v")],
+                         tags=[RunTag("t", "v")], synchronous=True)  # fmt: skip
+        client.get_run(run_id)
+        record = RunRecord(
+            file="f.yaml", ab_test="ab", variant="v", case="c", run=1, status="passed",
+            metrics={"latency_ms": 1.0, "node.n.latency_ms": 1.0}, outputs={"n": "ok"},
+            checks=[CheckResult("check", "contains", True, 1.0, "ok", "ok")],
+            extra={TRACE_KEY: [{"node": "n", "messages": [{"role": "user", "content": "hi"}], "output": "ok",
+                                "tokens_in": 1, "tokens_out": 1}]},
+        )  # fmt: skip
+        ab: Any = SimpleNamespace(name="ab", file="f.yaml")
+        info, span_dicts = traces._trace_parts(exp_id, run_id, ab, record, time.time_ns(), {})
+        with traces._experiments_read_once(store):
+            store.start_trace(info)
+            store.log_spans(exp_id, [Span.from_dict(d) for d in span_dicts])
+        client.set_terminated(run_id, "FINISHED")
+    except Exception:  # noqa: BLE001 - a rehearsal only
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            outer.rollback()
+        store.ManagedSessionMaker = original
+        with contextlib.suppress(Exception):
+            raw.isolation_level = isolation
+        with contextlib.suppress(Exception):
+            conn.close()
