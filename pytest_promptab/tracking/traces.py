@@ -13,7 +13,7 @@ Traces are capped per session (``--promptab-mlflow-traces``). The same
 side-by-side views compare like with like; pairs where some variant's run
 failed come first.
 
-Speed (sqlite stores, :func:`_log_to_store`): each trace is built whole in
+Speed (sqlite stores, :func:`_build_all`): each trace is built whole in
 memory, as MLflow's exporter would have it, and written with the store's two
 calls for a finished trace: ``start_trace`` (its info, tags, metadata and
 assessments: one insert) and ``log_spans`` (every span of every trace in one
