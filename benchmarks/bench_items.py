@@ -252,8 +252,8 @@ def report(series: dict[str, Series], phases: dict[str, list[dict[str, float]]],
     print(table(rows, ["whole process", "runs", "wall median ms", "wall min-max ms", "CPU median ms",
                        "ms per item", "ms per item more than plain (medians)",
                        "same, per-round pairs: median [95% CI]"]))
-    print(f"\nphases (median ms of the timed runs; 'items' starts at the test loop, so it includes promptab's "
-          f"prefetch of the runs):")
+    print("\nphases (median ms of the timed runs; 'items' starts at the test loop, so it includes promptab's "
+          "prefetch of the runs):")
     print(table(phase_table(phases, items), ["phase", *series]))
     return (series[DEFAULT].wall.median - plain.wall.median) / items * 1000
 

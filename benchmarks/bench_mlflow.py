@@ -17,14 +17,30 @@ instant ``python`` provider. Each configuration is a fresh
 The difference of medians (and its bootstrap interval over paired rounds) is
 what logging costs the user.
 
-Usage:  python benchmarks/bench_mlflow.py [--repeats 5] [--keep]
+Then the logging step alone (``_mlflow_step.py``: the session's summary
+logged again and again by one process, as the logging process does at
+session end), without traces, with the default cap of traces as promptab
+writes them, and with the same traces through MlflowClient's trace API: the
+difference to "no traces", divided by the traces logged, is the cost of one
+trace (wall and CPU), less disturbed by the machine's load than a whole
+session.
+
+``--baseline DIR`` adds the two existing-store configurations run with the
+copy of ``pytest_promptab`` in DIR (e.g. ``git archive <commit>
+pytest_promptab | tar -x -C DIR``), interleaved with the others: a before /
+after at the same machine load.
+
+Usage:  python benchmarks/bench_mlflow.py [--repeats 5] [--step-repeats 8] [--baseline DIR] [--keep]
 Exit status 0 when the goal is met for the existing store, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -76,9 +92,33 @@ def build(root: Path) -> Path:
     return project
 
 
+def step_table(project: Path, uri: str, env: dict[str, str], repeats: int, cap: int = 50) -> str:
+    """The logging step alone, per mode (see the module doc), as a table."""
+    helper = Path(__file__).resolve().parent / "_mlflow_step.py"
+    results = project / ".promptab" / "results.json"
+    proc = subprocess.run([sys.executable, str(helper), str(results), uri, str(project), str(repeats), str(cap)],
+                          cwd=project, env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return f"logging step: failed ({proc.returncode}): {(proc.stdout + proc.stderr)[-2000:]}"
+    data = json.loads(lines[-1])
+    base_wall = statistics.median(data["no traces"]["wall"][1:])
+    base_cpu = statistics.median(data["no traces"]["cpu"][1:])
+    rows = []
+    for mode, d in data.items():
+        wall, cpu, n = statistics.median(d["wall"][1:]), statistics.median(d["cpu"][1:]), d["traces"]
+        per = [f"{(wall - base_wall) / n * 1000:.1f}", f"{(cpu - base_cpu) / n * 1000:.1f}"] if n else ["", ""]
+        rows.append([mode, n, f"{d['wall'][0]:.3f}", f"{wall:.3f}", f"{cpu:.3f}", *per])
+    title = f"the logging step alone, {repeats} repeats per mode, interleaved (first repeat apart; seconds, ms per trace)"
+    headers = ["mode", "traces", "first wall", "median wall", "median CPU", "wall/trace", "CPU/trace"]
+    return title + "\n" + table(rows, headers)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--step-repeats", type=int, default=8, help="repeats of the logging step alone (0: skip)")
+    parser.add_argument("--baseline", type=Path, help="a directory holding another copy of pytest_promptab")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="promptab-bench-mlflow-"))
@@ -101,6 +141,14 @@ def main() -> int:
             ),
             "sqlite (new store)": lambda: run(fresh(), project, env),
         }
+        if args.baseline is not None:
+            base_env = clean_env(root, {"PYTHONPATH": str(args.baseline.resolve())})
+            configs["baseline: sqlite (existing store)"] = lambda: run(
+                [*base, "--promptab-mlflow-uri", existing], project, base_env
+            )
+            configs["baseline: sqlite (existing, no traces)"] = lambda: run(
+                [*base, "--promptab-mlflow-uri", existing, "--promptab-mlflow-traces", "0"], project, base_env
+            )
         series = interleaved(configs, args.repeats)
         info = machine_info()
         print_machine(info)
@@ -122,6 +170,10 @@ def main() -> int:
         print(table(rows, ["configuration", "median wall", "min..max", "added by MLflow", "95% CI"]))
         met = "MET" if verdict else "MISSED"
         print(f"MLflow goal (<= +{GOAL_S:.0f} s, existing sqlite store, mlflow import included): {met}")
+        if args.step_repeats > 0:
+            print(f"load average before the logging step: {load_average()}")
+            print(step_table(project, existing, env, args.step_repeats))
+            print(f"load average at the end: {load_average()}")
         return 0 if verdict else 1
     finally:
         if args.keep:

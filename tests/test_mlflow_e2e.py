@@ -32,7 +32,9 @@ def _runs(uri: str, experiment: str) -> tuple[list, list]:  # type: ignore[type-
     return parents, children
 
 
-def test_examples_land_in_mlflow_server(pytester: pytest.Pytester, examples_dir: Path, mlflow_server: MlflowServer) -> None:
+def test_examples_land_in_mlflow_server(
+    pytester: pytest.Pytester, examples_dir: Path, mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     result = pytester.runpytest("--promptab", "examples/", "--promptab-mlflow-uri", mlflow_server.uri)
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines([f"MLflow: {mlflow_server.uri} (experiment *support-reply)*"])
@@ -58,6 +60,15 @@ def test_examples_land_in_mlflow_server(pytester: pytest.Pytester, examples_dir:
     client = _client(mlflow_server.uri)
     prompt = Path(client.download_artifacts(empathetic.info.run_id, "prompts/reply.txt", str(pytester.path)))
     assert prompt.read_text().startswith("Acknowledge the customer's frustration first")
+    # traces through the server (the client's trace API): under their variant runs, a feedback per check
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)  # where MLflow reads mlflow-artifacts: from
+    for child in mine:
+        traces = client.search_traces(locations=[experiment.experiment_id], run_id=child.info.run_id, max_results=100)
+        assert traces, child.data.tags["mlflow.runName"]
+        for trace in traces:
+            assert trace.info.trace_metadata["mlflow.sourceRun"] == child.info.run_id
+            assert trace.info.tags["promptab.variant"] == child.data.tags["mlflow.runName"]
+            assert trace.info.assessments and trace.data.spans
 
 
 def test_default_store_is_sqlite_at_rootdir(pytester: pytest.Pytester, echo_workflow, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,6 +28,7 @@ no logging process: the same two steps as ever, :func:`log_session` then
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -50,6 +51,7 @@ def run_logging(
     registry_nodes: dict[str, dict[str, dict[str, str]]] | None = None,
     alias: str | None = None,
     registry_links: dict[str, dict[str, list[list[str]]]] | None = None,
+    text_safe: bool = False,
 ) -> dict[str, Any]:
     """Log ``summary`` to MLflow, then register the prompts of the applied
     winners (``applied``: A/B test node id -> variant), pointing ``alias``
@@ -65,10 +67,11 @@ def run_logging(
     node id to its ``prompts:/`` URIs, ``problems`` lists the registrations
     that failed, ``registry_notes`` (node id -> lines) says which aliases moved,
     ``registry_cache`` (``name@alias`` -> ``{"name", "version", "text"}``) what
-    the moved aliases now hold."""
+    the moved aliases now hold. ``text_safe``: the
+    summary is known to hold no surrogates (not checked again)."""
     from .log import MlflowLogError, log_session, register_prompts
 
-    summary = _text_safe(summary)
+    summary = summary if text_safe else _text_safe(summary)
     outcome = log_session(
         summary, tracking_uri=tracking_uri, rootdir=rootdir, results_path=results_path, traces=traces,
         applied=applied,
@@ -236,7 +239,15 @@ def warm_up(tracking_uri: str, traces: int = 0) -> None:
             if traces:  # what the first trace would otherwise pay for at session end
                 import mlflow.tracing.export.mlflow_v3  # noqa: F401
                 import mlflow.tracing.trace_manager  # noqa: F401
-                from mlflow.entities import AssessmentSource, Feedback, SpanType  # noqa: F401
+                from mlflow.entities import (  # noqa: F401
+                    AssessmentSource,
+                    Feedback,
+                    Span,
+                    SpanType,
+                    TraceInfo,
+                )
+
+                from . import traces as _traces  # noqa: F401
 
             scheme = urlsplit(tracking_uri).scheme.split("+", 1)[0]
             if scheme == "sqlite":
@@ -244,7 +255,10 @@ def warm_up(tracking_uri: str, traces: int = 0) -> None:
 
                 database = tracking_uri.split(":///", 1)[-1].split("?", 1)[0]
                 if database and Path(database).is_file():
-                    client_class(tracking_uri)  # opens the store, which MLflow caches
+                    client = client_class(tracking_uri)  # opens the store, which MLflow caches
+                    from .onewrite import rehearse
+
+                    rehearse(client)  # the first writes' costs, paid now (rolled back)
             elif scheme in ("http", "https"):
                 client_class(tracking_uri)  # no network, no file written
     except Exception:  # noqa: BLE001
@@ -258,6 +272,9 @@ def serve(stdin: TextIO, answer_to: TextIO) -> int:
         return 0
     hello = json.loads(hello_line)
     warm_up(hello["tracking_uri"], int(hello.get("traces") or 0))
+    if not gc.isenabled():  # the command turned it off for the imports
+        gc.freeze()  # what is imported stays: later collections skip it
+        gc.enable()
     line = stdin.readline()
     while line.strip() and "resolve" in (request := json.loads(line)):
         try:
@@ -284,6 +301,8 @@ def serve(stdin: TextIO, answer_to: TextIO) -> int:
             registry_nodes=request.get("registry_nodes") or {},
             alias=request.get("registry_alias"),
             registry_links=request.get("registry_links") or {},
+            # JSON escapes every surrogate as \udxxx (ensure_ascii): none there, none to clean
+            text_safe="\\ud" not in line.lower(),
         )
     except Exception as exc:  # noqa: BLE001 - the controller must get an answer
         from .log import describe_error

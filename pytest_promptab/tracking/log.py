@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from ..analysis.summary import ABTestSummary, SessionSummary, VariantSummary
 from ..errors import PromptabError
-from . import layout, registry
+from . import layout, onewrite, registry
 from .layout import MAX_TAG_VALUE
 from .registry import prompt_name
 
@@ -113,6 +113,7 @@ def log_session(
         return outcome
     created: list[str] = []
     client: Any = None
+    single = False
     try:
         client_class = _client_class()
     except MlflowLogError as exc:
@@ -122,23 +123,29 @@ def log_session(
             client = client_class(tracking_uri)
             common = layout.session_tags(Path(rootdir))
             common["promptab.session"] = uuid.uuid4().hex[:12]
-            for ab in summary.abtests:
+            for ab in summary.abtests:  # first: a new experiment is created through another store
                 name = ab.experiment or ab.workflow or "promptab"
-                exp_id = _experiment_id(client, tracking_uri, name, Path(rootdir))
-                _set_experiment_tags(client, exp_id, ab)
-                outcome.experiment_ids[ab.nodeid] = exp_id
-                candidate = (applied or {}).get(ab.nodeid) or ab.baseline
-                parent, children = _log_abtest(client, exp_id, ab, common, Path(results_path), created,
-                                               candidate=candidate, interrupted=summary.interrupted)
-                outcome.run_ids[ab.nodeid] = parent
-                outcome.variant_run_ids[ab.nodeid] = children
-            if traces > 0:
-                from . import traces as traces_mod
+                outcome.experiment_ids[ab.nodeid] = _experiment_id(client, tracking_uri, name, Path(rootdir))
+            # sqlite: every write below in one transaction (one commit), all or nothing
+            with onewrite.one_transaction(client) as single:
+                for ab in summary.abtests:
+                    exp_id = outcome.experiment_ids[ab.nodeid]
+                    _set_experiment_tags(client, exp_id, ab)
+                    candidate = (applied or {}).get(ab.nodeid) or ab.baseline
+                    parent, children = _log_abtest(client, exp_id, ab, common, Path(results_path), created,
+                                                   candidate=candidate, interrupted=summary.interrupted)
+                    outcome.run_ids[ab.nodeid] = parent
+                    outcome.variant_run_ids[ab.nodeid] = children
+                if traces > 0:
+                    from . import traces as traces_mod
 
-                outcome.traces = traces_mod.log_traces(client, summary, outcome, traces, tracking_uri)
+                    outcome.traces = traces_mod.log_traces(client, summary, outcome, traces, tracking_uri, common)
         except Exception as exc:  # noqa: BLE001 - nothing may escape into the session
             outcome.ok = False
             outcome.message = describe_error(exc, tracking_uri)
+            if single:  # rolled back: no run was left
+                outcome.run_ids, outcome.variant_run_ids, outcome.traces = {}, {}, 0
+                return outcome
             if client is not None and not _is_transport_error(exc):
                 for run_id in reversed(created):  # don't leave half-logged runs "RUNNING"
                     with contextlib.suppress(Exception):

@@ -42,9 +42,12 @@ _LIVE: weakref.WeakSet[MlflowProcess] = weakref.WeakSet()
 def child_command() -> list[str]:
     """The command of the logging process: this interpreter, without the
     current directory on ``sys.path`` (a user's ``mlflow.py`` must not shadow
-    mlflow), and with this copy of pytest_promptab importable."""
+    mlflow), and with this copy of pytest_promptab importable. Its garbage
+    collector is off until mlflow is imported (a quarter of the import's CPU,
+    which competes with the tests; see :func:`~.child.serve`)."""
     package_parent = str(Path(pytest_promptab.__file__).resolve().parent.parent)
     code = (
+        "import gc; gc.disable(); "
         "import sys; sys.path.pop(0); "
         f"sys.path.append({package_parent!r}); "
         "from pytest_promptab.tracking.child import main; raise SystemExit(main())"
