@@ -218,8 +218,10 @@ class PromptabHooks:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, Any, Any]:
+        from .gcfreeze import freeze_collected
         from .items import jobs_to_prefetch
 
+        freeze_collected()  # the collected tree lives until the end: the collector stops walking it
         psession = self.psession
         if self.controller:
             jobs = jobs_to_prefetch(session)
@@ -348,3 +350,6 @@ class PromptabHooks:
             self.psession.close()
         finally:
             self.psession.stop_mlflow_process()
+            from .gcfreeze import release_frozen
+
+            release_frozen()

@@ -31,8 +31,8 @@ from pytest_promptab.analysis.summary import (
     VariantSummary,
 )
 from pytest_promptab.checks.result import CheckResult
-from pytest_promptab.run.records import RunRecord
 from pytest_promptab.gitinfo import git_info
+from pytest_promptab.run.records import RunRecord
 from pytest_promptab.tracking.log import (
     HTTP_LIMITS,
     LogOutcome,
