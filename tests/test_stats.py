@@ -495,3 +495,17 @@ def test_normal_quantiles_match_scipy_and_the_edges_are_infinite() -> None:
     assert (norm_ppf(0), norm_ppf(1), t_ppf(0, 5), t_ppf(1, 5)) == (-math.inf, math.inf, -math.inf, math.inf)
     assert math.isnan(t_ppf(0.5, 0)) and math.isnan(t_ppf(1.5, 5)) and math.isnan(norm_ppf(-0.1))
     assert t_ppf(0.975, 9) == pytest.approx(2.262157162740992)  # the table value
+
+
+def test_sign_flip_in_pure_python_matches_the_numpy_one() -> None:
+    # up to paired.PURE_EXACT_MAX units the exact test runs without numpy: same p-values, same intervals
+    rng = random.Random(11)
+    for k in (1, 2, 3, 6, 10, paired.PURE_EXACT_MAX):
+        for ties in (False, True):
+            d = [round(rng.uniform(-1, 1), 1 if ties else 6) for _ in range(k)]
+            pure, arrays = paired.SignFlip.of(d), paired.SignFlip.of(d, pure_max=0)
+            assert pure.groups is not None and arrays.groups is None and pure.exact and arrays.exact
+            for delta in (0.0, 0.05, -0.2, pure.mean, 0.7):
+                assert pure.p_value(delta) == arrays.p_value(delta), (d, delta)
+            for level in (0.05, 0.2):
+                assert pure.interval(level) == approx(arrays.interval(level), abs=1e-9), (d, level)
