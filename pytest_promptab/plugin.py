@@ -292,7 +292,7 @@ class PromptabHooks:
     def pytest_runtest_logreport_gates(self, report: pytest.TestReport) -> Generator[None, Any, Any]:
         # xdist controller: a worker's gate report gets its verdict before any
         # other plugin (terminal, junitxml, --lf) sees it
-        if self.controller and report.when != "setup" and any(
+        if self.controller and report.user_properties and report.when != "setup" and any(
             name == "promptab_gate_pending" for name, _ in report.user_properties
         ):
             from .gatereports import judge_worker_report
@@ -326,11 +326,11 @@ class PromptabHooks:
         return self.runs_reported < sum(1 for item in session.items if isinstance(item, RunItem))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if not self.controller or report.when != "call":
+        if not self.controller or report.when != "call" or not report.user_properties:
             return
-        self.runs_reported += any(name == "promptab_run" for name, _ in report.user_properties)
         for name, value in report.user_properties:
             if name == "promptab_run":
+                self.runs_reported += 1
                 self.psession.add_record(value)  # type: ignore[arg-type]
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
