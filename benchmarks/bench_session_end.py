@@ -86,7 +86,7 @@ STATS_IMPORT_PLUGIN = '''"""Benchmark helper plugin: import what promptab's stat
 
 
 def pytest_sessionfinish(session):
-    import pytest_promptab.analysis.summarize  # noqa: F401  (numpy, scipy.stats)
+    import pytest_promptab.analysis.summarize  # noqa: F401  (what a session end imports for its statistics)
 '''
 
 SMALL_WORKFLOW = """name: small

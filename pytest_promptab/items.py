@@ -110,12 +110,36 @@ class ABTestCollector(pytest.Collector):
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, (self.loaded.line("ab_test") or 1) - 1, self.name
 
+    def variant_line(self, variant: str) -> int:
+        """The 0-based line of ``variant`` in the file (the baseline: 0), once per variant."""
+        lines: dict[str, int] = self.__dict__.setdefault("_variant_lines", {})
+        line = lines.get(variant)
+        if line is None:
+            line = 0
+            names = self.loaded.config.ab_test.variant_names
+            if variant != names[0]:
+                line = (self.loaded.line("ab_test", "variants", names.index(variant) - 1) or 1) - 1
+            lines[variant] = line
+        return line
+
+
+def _promptab_mark() -> pytest.MarkDecorator:
+    """``pytest.mark.promptab``, made once (each ``pytest.mark.<name>``
+    lookup checks the registered markers again: 10,000 items, 10,000 times)."""
+    global _MARK
+    if _MARK is None:
+        _MARK = pytest.mark.promptab
+    return _MARK
+
+
+_MARK: pytest.MarkDecorator | None = None
+
 
 class RunItem(pytest.Item):
     def __init__(self, *, job: RunJob, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job = job
-        self.add_marker(pytest.mark.promptab)
+        self.add_marker(_promptab_mark())
 
     xfail_reason: str | None = None
     """Set when a check failed: the report becomes an XFAIL (see the plugin's
@@ -140,12 +164,7 @@ class RunItem(pytest.Item):
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        loaded: LoadedWorkflow = self.parent.loaded  # type: ignore[union-attr]
-        variant_line = 0
-        names = loaded.config.ab_test.variant_names
-        if self.job.variant != names[0]:
-            variant_line = (loaded.line("ab_test", "variants", names.index(self.job.variant) - 1) or 1) - 1
-        return self.path, variant_line, f"promptab {self.name}"
+        return self.path, self.parent.variant_line(self.job.variant), f"promptab {self.name}"  # type: ignore[union-attr]
 
 
 class GateItem(pytest.Item):
@@ -161,7 +180,7 @@ class GateItem(pytest.Item):
         self.selected_runs = 0
         """Runs of the A/B test left in the session's items (set at collection end)."""
         self.verdict: GateVerdict | None = None
-        self.add_marker(pytest.mark.promptab)
+        self.add_marker(_promptab_mark())
 
     @property
     def abtest_nodeid(self) -> str:

@@ -250,8 +250,10 @@ class PromptabHooks:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, Any, Any]:
+        from .gcfreeze import freeze_collected
         from .items import jobs_to_prefetch
 
+        freeze_collected()  # the collected tree lives until the end: the collector stops walking it
         psession = self.psession
         if self.controller:
             jobs = jobs_to_prefetch(session)
@@ -322,7 +324,7 @@ class PromptabHooks:
     def pytest_runtest_logreport_gates(self, report: pytest.TestReport) -> Generator[None, Any, Any]:
         # xdist controller: a worker's gate report gets its verdict before any
         # other plugin (terminal, junitxml, --lf) sees it
-        if self.controller and report.when != "setup" and any(
+        if self.controller and report.user_properties and report.when != "setup" and any(
             name == "promptab_gate_pending" for name, _ in report.user_properties
         ):
             from .gatereports import judge_worker_report
@@ -356,11 +358,11 @@ class PromptabHooks:
         return self.runs_reported < sum(1 for item in session.items if isinstance(item, RunItem))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if not self.controller or report.when != "call":
+        if not self.controller or report.when != "call" or not report.user_properties:
             return
-        self.runs_reported += any(name == "promptab_run" for name, _ in report.user_properties)
         for name, value in report.user_properties:
             if name == "promptab_run":
+                self.runs_reported += 1
                 self.psession.add_record(value)  # type: ignore[arg-type]
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -380,3 +382,6 @@ class PromptabHooks:
             self.psession.close()
         finally:
             self.psession.stop_mlflow_process()
+            from .gcfreeze import release_frozen
+
+            release_frozen()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .analysis.summary import ABTestSummary, GateJudgement, SessionSummary
 from .errors import PromptabError
 from .report.journal import RunJournal, describe_os_error, journal_path
+from .run.prefetch import Prefetcher
 from .run.records import RunRecord, received_record
 from .session_data import GateVerdict, PromptabOptions, RunJob
 from .workflow.loader import LoadedWorkflow, load_workflow
@@ -34,12 +35,6 @@ if TYPE_CHECKING:
     from .tracking.prompt_cache import RegistryPrompts
     from .workflow.loader import RegistryAnswer
     from .workflow.schema import RegistryPrompt
-
-PREFETCH_WINDOW = 256
-PREFETCH_PER_CALL = 32
-"""Runs queued ahead of the item being reported: the larger of
-``PREFETCH_WINDOW`` and ``PREFETCH_PER_CALL`` per call in flight."""
-
 
 @dataclass
 class PromptabSession:
@@ -71,12 +66,6 @@ class PromptabSession:
     _runner: Runner | None = None
     _shipped: dict[int, tuple[str, RunRecord]] = field(default_factory=dict)
     """``id(text)`` -> (text, record) of runs shipped here, until taken in."""
-    _ahead: list[RunJob] = field(default_factory=list)
-    """The runs to prefetch, in report order (:meth:`prefetch`)."""
-    _ahead_at: dict[int, int] = field(default_factory=dict)
-    """``id(job)`` -> its position in ``_ahead``, until its item takes it."""
-    _ahead_sent: int = 0
-    """How many of ``_ahead`` went to the runner."""
     _mlflow_process: MlflowProcess | None = None
     _registry: RegistryPrompts | None = None
     """Prompt registry texts, resolved once per session (:mod:`.tracking.prompt_cache`)."""
@@ -187,33 +176,23 @@ class PromptabSession:
 
     def result(self, job: RunJob) -> RunRecord:
         """The job's record: prefetched by the runner, or run now."""
-        position = self._ahead_at.pop(id(job), None)
-        if position is not None and self._ahead[position] is job:
-            self._queue_ahead(position + 1)
-        return self.runner.result(job.key, lambda: self.execute(job))
+        return self._prefetcher.result(job)
 
     def prefetch(self, jobs: list[RunJob]) -> None:
         """Send the runs of ``jobs`` (the selected items' runs, in report
-        order) to the runner ahead of their items: a window of runs at a time,
-        topped up as items take their results, so that a session of 20,000
-        runs does not queue 20,000 of them before its first item."""
-        self._ahead = list(jobs)
-        self._ahead_at = {id(job): position for position, job in enumerate(self._ahead)}
-        self._ahead_sent = 0
-        self._queue_ahead(0)
+        order) to the runner ahead of their items, a window at a time
+        (:mod:`.run.prefetch`)."""
+        self._prefetcher.start(jobs)
 
-    def _queue_ahead(self, taken: int) -> None:
-        """Keep the runs after the first ``taken`` queued, a window ahead;
-        topped up by half windows, so that the runner gets batches."""
-        window = max(PREFETCH_WINDOW, PREFETCH_PER_CALL * self.options.concurrency)
-        if self._ahead_sent >= len(self._ahead) or self._ahead_sent - taken > window // 2:
-            return
-        end = min(len(self._ahead), taken + window)
-        batch = self._ahead[self._ahead_sent : end]
-        self._ahead_sent = end
-        self.runner.submit_all([(job.key, functools.partial(self.execute, job)) for job in batch])
+    @functools.cached_property
+    def _prefetcher(self) -> Prefetcher[RunJob]:
+        return Prefetcher(lambda: self.runner, self.execute, self.options.concurrency)
 
     def close(self) -> None:
+        """At ``pytest_unconfigure``: close the journal, the runner and the
+        providers, and drop the runs and the summary. Freed now, by reference
+        counting, they are not walked by every collection until the
+        interpreter exits (pytest's cleanup collects five times)."""
         self.close_journal()
         if self._registry is not None:
             self._registry.close()
@@ -221,6 +200,12 @@ class PromptabSession:
             self._runner.shutdown()
         if self._engine is not None:
             self._engine.providers.close_all()
+        self.records.clear()
+        self._shipped.clear()
+        self.judged.clear()
+        self.judgements.clear()
+        self.summary = None
+        self.__dict__.pop("_prefetcher", None)
 
     # -- controller side: results ------------------------------------------
     def start_journal(self) -> str | None:
@@ -415,67 +400,7 @@ class PromptabSession:
 
     def log_mlflow(self) -> str | None:
         """Log the summary, then register applied prompts; returns a warning
-        text when MLflow failed (the results file already has everything).
+        text when MLflow failed (see :mod:`.session_mlflow`)."""
+        from .session_mlflow import log_session
 
-        The logging process does it when it was started; otherwise it is done
-        here, in this process."""
-        from .tracking.log import redact_uri, resolve_tracking_uri
-
-        assert self.summary is not None
-        uri = resolve_tracking_uri(self.options.mlflow_uri, self.options.mlflow_ini, os.environ, self.options.rootdir)
-        self.summary.mlflow_uri = redact_uri(uri)  # the summary goes to results.json: no credentials
-        applied = {ab.nodeid: self.applied[ab.nodeid] for ab in self.summary.abtests if ab.nodeid in self.applied}
-        from .tracking.prompt_cache import registry_links, registry_nodes
-
-        from_registry = registry_nodes(self.workflows, self.summary.abtests) if applied else {}
-        links = registry_links(self.workflows, self.summary.abtests)
-        if self._mlflow_process is not None:
-            process, self._mlflow_process = self._mlflow_process, None
-            answer = process.log(
-                {
-                    "summary": self.summary.to_dict(),
-                    "tracking_uri": uri,
-                    "rootdir": str(self.options.rootdir),
-                    "results_path": str(self.options.results_path),
-                    "applied": applied,
-                    "traces": self.options.mlflow_traces,
-                    "registry_nodes": from_registry,
-                    "registry_alias": self.options.registry_alias,
-                    "registry_links": links,
-                }
-            )
-        else:
-            from .tracking.child import run_logging
-
-            answer = run_logging(
-                self.summary,
-                tracking_uri=uri,
-                rootdir=self.options.rootdir,
-                results_path=self.options.results_path,
-                applied=applied,
-                traces=self.options.mlflow_traces,
-                registry_nodes=from_registry,
-                alias=self.options.registry_alias,
-                registry_links=links,
-            )
-        run_ids = answer.get("run_ids") or {}
-        for ab in self.summary.abtests:
-            ab.mlflow_run_id = run_ids.get(ab.nodeid)
-        if not answer.get("ok"):
-            self.summary.mlflow_error = str(answer.get("message") or "unknown error")
-            return self.summary.mlflow_error
-        registered = answer.get("registered") or {}
-        notes = answer.get("registry_notes") or {}
-        for ab in self.summary.abtests:
-            if ab.nodeid in registered:
-                ab.apply_decision = f"{ab.apply_decision}; registered in MLflow as {', '.join(registered[ab.nodeid])}"
-                ab.apply_decision += "".join(f"; {note}" for note in notes.get(ab.nodeid) or [])
-        if answer.get("registry_cache"):
-            from .tracking.prompt_cache import store_moved
-
-            store_moved(self.options.rootdir, answer["registry_cache"])
-        problems = answer.get("problems") or []
-        if problems:
-            self.summary.mlflow_error = "; ".join(problems)
-            return self.summary.mlflow_error
-        return None
+        return log_session(self)

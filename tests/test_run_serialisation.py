@@ -15,8 +15,9 @@ import pytest
 from pytest_promptab import __version__
 from pytest_promptab.checks.result import CheckResult
 from pytest_promptab.report.results_file import results_text, write_results
+from pytest_promptab.run.prefetch import PREFETCH_WINDOW
 from pytest_promptab.run.records import RunRecord, received_record
-from pytest_promptab.session import PREFETCH_WINDOW, PromptabSession
+from pytest_promptab.session import PromptabSession
 from pytest_promptab.session_data import PromptabOptions, RunJob
 from tests.test_end_to_end import NO_MLFLOW, SIMPLE
 from tests.test_mlflow_log import make_summary

@@ -162,3 +162,24 @@ def test_a_crashing_provider_plugin_fails_the_run_without_traceback(pytester: py
     assert "Traceback" not in out and "secret-host" not in out
     data = json.loads((pytester.path / ".promptab" / "results.json").read_text())
     assert data["abtests"][0]["failed_runs"] == 1
+
+
+def test_results_file_has_what_a_summary_hook_noted_and_what_apply_best_decided(
+    pytester: pytest.Pytester, echo_workflow
+) -> None:
+    # results.json is written once after the statistics; again only when a
+    # plugin's summary hook or apply-best may have changed the summary
+    echo_workflow("flow", SIMPLE)
+    pytester.makeconftest(
+        """
+        def pytest_promptab_session_summary(summary):
+            summary.abtests[0].winner_reason = "noted by a plugin"
+        """
+    )
+    pytester.runpytest("--promptab", NO_MLFLOW)
+    (ab,) = json.loads((pytester.path / ".promptab" / "results.json").read_text())["abtests"]
+    assert ab["winner_reason"] == "noted by a plugin"
+    (pytester.path / "conftest.py").unlink()
+    pytester.runpytest("--promptab", NO_MLFLOW, "--promptab-apply-best")
+    (ab,) = json.loads((pytester.path / ".promptab" / "results.json").read_text())["abtests"]
+    assert ab["winner_reason"] != "noted by a plugin" and ab["apply_decision"]

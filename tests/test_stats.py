@@ -475,3 +475,47 @@ def test_end_to_end_rates_to_winner() -> None:
     # empathetic is rejected first by Holm, at 0.05/2: its interval is at 97.5%
     assert reason.startswith("empathetic: pass_rate +0.57 (97.5% CI +")
     assert reason.endswith("p<0.001 (Holm)")
+
+
+# ------------------------------------------------------------ quantiles without scipy
+
+
+_QUANTILE_DFS = [1, 1.5, 2, 2.5, 3, 4, 5, 7, 9, 10, 19, 29, 30, 49, 99, 100, 999, 2999, 3000, 1e4, 1e5, 1e8, 1e12]
+_QUANTILE_QS = [1e-12, 1e-9, 1e-6, 1e-4, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.49, 0.499,
+                0.5, 0.501, 0.6, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99, 0.999, 1 - 1e-6, 1 - 1e-9]
+
+
+@pytest.mark.parametrize("df", _QUANTILE_DFS)
+def test_t_quantiles_match_scipy(df: float) -> None:
+    from scipy import special
+
+    from pytest_promptab.analysis.quantiles import t_ppf
+
+    for q in _QUANTILE_QS:
+        assert t_ppf(q, df) == pytest.approx(float(special.stdtrit(df, q)), rel=1e-10, abs=1e-12), (df, q)
+
+
+def test_normal_quantiles_match_scipy_and_the_edges_are_infinite() -> None:
+    from scipy import special
+
+    from pytest_promptab.analysis.quantiles import norm_ppf, t_ppf
+
+    for q in _QUANTILE_QS:
+        assert norm_ppf(q) == pytest.approx(float(special.ndtri(q)), rel=1e-14, abs=1e-15), q
+    assert (norm_ppf(0), norm_ppf(1), t_ppf(0, 5), t_ppf(1, 5)) == (-math.inf, math.inf, -math.inf, math.inf)
+    assert math.isnan(t_ppf(0.5, 0)) and math.isnan(t_ppf(1.5, 5)) and math.isnan(norm_ppf(-0.1))
+    assert t_ppf(0.975, 9) == pytest.approx(2.262157162740992)  # the table value
+
+
+def test_sign_flip_in_pure_python_matches_the_numpy_one() -> None:
+    # up to paired.PURE_EXACT_MAX units the exact test runs without numpy: same p-values, same intervals
+    rng = random.Random(11)
+    for k in (1, 2, 3, 6, 10, paired.PURE_EXACT_MAX):
+        for ties in (False, True):
+            d = [round(rng.uniform(-1, 1), 1 if ties else 6) for _ in range(k)]
+            pure, arrays = paired.SignFlip.of(d), paired.SignFlip.of(d, pure_max=0)
+            assert pure.groups is not None and arrays.groups is None and pure.exact and arrays.exact
+            for delta in (0.0, 0.05, -0.2, pure.mean, 0.7):
+                assert pure.p_value(delta) == arrays.p_value(delta), (d, delta)
+            for level in (0.05, 0.2):
+                assert pure.interval(level) == approx(arrays.interval(level), abs=1e-9), (d, level)

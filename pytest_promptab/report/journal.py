@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import IO
+from typing import BinaryIO
 
 from .. import __version__
 from ..run.records import encode_json
@@ -48,7 +48,7 @@ class RunJournal:
         """Run lines written."""
         self.reported = False
         """The session said why it failed (once)."""
-        self._file: IO[str] | None = None
+        self._file: BinaryIO | None = None
 
     @property
     def is_open(self) -> bool:
@@ -66,14 +66,16 @@ class RunJournal:
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - open for the session
+            # unbuffered: each line is one write(2) to the operating system, no buffer to flush
+            self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 - open for the session
             self._write(encode_json(header))
         except OSError as exc:
             self._fail(exc)
         return self.error
 
     def append(self, text: str) -> None:
-        """Append one run's JSON text (one line) and flush it."""
+        """Append one run's JSON text (one line), written through to the
+        operating system at once."""
         if self._file is None:
             return
         try:
@@ -94,8 +96,12 @@ class RunJournal:
 
     def _write(self, line: str) -> None:
         assert self._file is not None
-        self._file.write(line + "\n")
-        self._file.flush()
+        data = memoryview((line + "\n").encode("utf-8"))
+        while data:  # a raw write may take fewer bytes than given
+            written = self._file.write(data)
+            if not written:
+                raise OSError(f"nothing written to {self.path}")
+            data = data[written:]
 
     def _fail(self, exc: OSError) -> None:
         self.error = describe_os_error(exc)
