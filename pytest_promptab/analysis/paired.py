@@ -22,29 +22,20 @@ decision is "significant".
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+
+import numpy as np
 
 from .design import EXACT_MAX, MONTE_CARLO_DRAWS, min_p_value
-
-if TYPE_CHECKING:
-    import numpy as np
 
 MONTE_CARLO_SEED = 20_241_111
 _MC_BUDGET = 200_000_000
 """Draws x units at most for Monte Carlo (runs as units can number 100000)."""
-PURE_EXACT_MAX = 12
-"""Up to this many units the exact distribution is built in pure Python
-(4,096 sign patterns at most), so that a session with few cases does not
-import numpy (about 0.1 s and 20 MB after its last item); numpy beyond."""
 
 
 def _sign_matrix(k: int) -> np.ndarray:
     """Every sign pattern of ``k`` units, one per row (2**k x k, values +-1)."""
-    import numpy as np
-
     codes = np.arange(2**k, dtype=np.int64)[:, None]
     return ((codes >> np.arange(k, dtype=np.int64)) & 1).astype(np.float64) * 2.0 - 1.0
 
@@ -53,47 +44,27 @@ def _sign_matrix(k: int) -> np.ndarray:
 class SignFlip:
     """The sign-flip distribution of one set of differences.
 
-    For sign pattern ``j``, ``a[j]`` is ``sum(s_j * d)`` and ``b[j]`` is
-    ``sum(s_j)``, so the statistic after a shift ``delta`` is
-    ``a - delta * b`` without redrawing anything. Up to
-    :data:`PURE_EXACT_MAX` units the patterns are kept grouped by ``b`` (it
-    takes only ``k + 1`` values), each group's ``a`` sorted, and a p-value
-    counts by bisection; beyond, ``a`` and ``b`` are numpy arrays."""
+    ``a[j]`` is ``sum(s_j * d)`` and ``b[j]`` is ``sum(s_j)`` for sign pattern
+    ``j``, so the statistic after a shift ``delta`` is ``a - delta * b``
+    without redrawing anything."""
 
-    diffs: list[float]
-    """The differences, sorted."""
+    diffs: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
     exact: bool
-    patterns: int
-    """How many sign patterns (exact) or draws (Monte Carlo)."""
-    groups: dict[int, list[float]] | None = None
-    a: np.ndarray | None = None
-    b: np.ndarray | None = None
 
     @classmethod
-    def of(cls, diffs: Sequence[float], *, pure_max: int = PURE_EXACT_MAX) -> SignFlip:
-        d = sorted(float(x) for x in diffs)
+    def of(cls, diffs: Sequence[float]) -> SignFlip:
+        d = np.sort(np.asarray(list(diffs), dtype=np.float64))
         k = len(d)
         if k == 0:
             raise ValueError("a sign-flip test needs at least one difference")
-        if k <= pure_max:
-            patterns: list[tuple[float, int]] = [(0.0, 0)]
-            for x in d:
-                patterns = [(t + x, n + 1) for t, n in patterns] + [(t - x, n - 1) for t, n in patterns]
-            groups: dict[int, list[float]] = {}
-            for total, signs in patterns:
-                groups.setdefault(signs, []).append(total)
-            for values in groups.values():
-                values.sort()
-            return cls(d, exact=True, patterns=len(patterns), groups=groups)
-        import numpy as np
-
-        arr = np.asarray(d, dtype=np.float64)
         if k <= EXACT_MAX:
             low, high = k // 2, k - k // 2
             s_low, s_high = _sign_matrix(low), _sign_matrix(high)
-            a = (s_low @ arr[:low])[:, None] + (s_high @ arr[low:])[None, :]
+            a = (s_low @ d[:low])[:, None] + (s_high @ d[low:])[None, :]
             b = s_low.sum(axis=1)[:, None] + s_high.sum(axis=1)[None, :]
-            return cls(d, exact=True, patterns=a.size, a=a.ravel(), b=b.ravel())
+            return cls(d, a.ravel(), b.ravel(), exact=True)
         draws = max(1_999, min(MONTE_CARLO_DRAWS, _MC_BUDGET // k))
         rng = np.random.default_rng(MONTE_CARLO_SEED)
         a = np.empty(draws)
@@ -101,10 +72,10 @@ class SignFlip:
         chunk = max(1, 2_000_000 // k)
         for start in range(0, draws, chunk):
             stop = min(draws, start + chunk)
-            drawn = rng.integers(0, 2, size=(stop - start, k)).astype(np.float64) * 2.0 - 1.0
-            a[start:stop] = drawn @ arr
-            b[start:stop] = drawn.sum(axis=1)
-        return cls(d, exact=False, patterns=draws, a=a, b=b)
+            signs = rng.integers(0, 2, size=(stop - start, k)).astype(np.float64) * 2.0 - 1.0
+            a[start:stop] = signs @ d
+            b[start:stop] = signs.sum(axis=1)
+        return cls(d, a, b, exact=False)
 
     @property
     def k(self) -> int:
@@ -112,35 +83,20 @@ class SignFlip:
 
     @property
     def mean(self) -> float:
-        return math.fsum(self.diffs) / self.k
+        return math.fsum(self.diffs.tolist()) / self.k
 
     def p_value(self, delta: float = 0.0) -> float:
         """Two-sided p-value of "the mean difference is ``delta``"."""
-        shifted_sum = math.fsum(self.diffs) - self.k * delta
+        shifted_sum = math.fsum(self.diffs.tolist()) - self.k * delta
         observed = abs(shifted_sum)
-        tol = 1e-9 * (math.fsum(abs(x) for x in self.diffs) + self.k * abs(delta)) + 1e-12
-        hits = self._hits(delta, observed - tol)
+        tol = 1e-9 * (float(np.abs(self.diffs).sum()) + self.k * abs(delta)) + 1e-12
+        hits = int(np.count_nonzero(np.abs(self.a - delta * self.b) >= observed - tol))
         if self.exact:
-            return hits / self.patterns
-        return (1 + hits) / (self.patterns + 1)
-
-    def _hits(self, delta: float, threshold: float) -> int:
-        """How many patterns have ``|a - delta * b| >= threshold``."""
-        if self.groups is None:
-            import numpy as np
-
-            assert self.a is not None and self.b is not None
-            return int(np.count_nonzero(np.abs(self.a - delta * self.b) >= threshold))
-        if threshold <= 0:
-            return self.patterns
-        hits = 0
-        for b, values in self.groups.items():
-            centre = delta * b
-            hits += len(values) - bisect_left(values, centre + threshold) + bisect_right(values, centre - threshold)
-        return hits
+            return hits / len(self.a)
+        return (1 + hits) / (len(self.a) + 1)
 
     def smallest_p(self) -> float:
-        return min_p_value(self.k) if self.exact else 1 / (self.patterns + 1)
+        return min_p_value(self.k) if self.exact else 1 / (len(self.a) + 1)
 
     def interval(self, level: float) -> tuple[float | None, float | None]:
         """The shifts not rejected at ``level`` (reject when p < level):
@@ -149,9 +105,9 @@ class SignFlip:
         centre = self.mean
         if self.smallest_p() >= level:
             return (None, None)
-        if self.diffs[0] == self.diffs[-1]:
+        if np.all(self.diffs == self.diffs[0]):
             return (centre, centre)  # no spread at all: only the observed shift is compatible
-        spread = self.diffs[-1] - self.diffs[0]
+        spread = float(self.diffs[-1] - self.diffs[0])
         return (self._bound(centre, -1.0, spread, level), self._bound(centre, 1.0, spread, level))
 
     def _bound(self, centre: float, direction: float, spread: float, level: float) -> float | None:
@@ -214,9 +170,8 @@ class PairedResult:
 def paired_test(diffs: Sequence[float], unit: str) -> tuple[PairedResult, SignFlip]:
     flip = SignFlip.of(diffs)
     d = flip.diffs
-    k = len(d)
-    sd = math.sqrt(math.fsum((x - flip.mean) ** 2 for x in d) / (k - 1)) if k > 1 else 0.0
-    p = 1.0 if all(x == 0 for x in d) else min(1.0, flip.p_value(0.0))
+    sd = float(np.std(d, ddof=1)) if len(d) > 1 else 0.0
+    p = 1.0 if np.all(d == 0) else min(1.0, flip.p_value(0.0))
     return PairedResult(flip.mean, p, flip.k, unit, flip.exact, sd), flip
 
 
