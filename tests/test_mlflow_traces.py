@@ -70,13 +70,18 @@ def test_a_trace_holds_the_run(path: str, sqlite_uri: str, tmp_path: Path, mlflo
         assert tags["promptab.status"] in (("error",) if error else ("passed", "check_failed"))
         assert info.state.value == ("ERROR" if error else "OK")
         assert [a.name for a in info.assessments] == (["category", "run"] if error else ["category"])
+        check = info.assessments[0]
+        assert type(check.value) is bool
+        if not error:
+            assert check.value is (tags["promptab.status"] == "passed")
+        assert check.metadata["score"] in ("0", "1")
         if error:
             assert info.assessments[1].error.error_message == "provider timed out"
         spans = {s.name: s for s in trace.data.spans}
         root, node = spans[f"reply-tone/{variant}[{case}-run{run}]"], spans["classify"]
         assert root.parent_id is None and node.parent_id == root.span_id
         assert root.span_type == "CHAIN" and node.span_type == "CHAT_MODEL"
-        assert root.inputs == {"case": case, "run": run, "variant": variant}
+        assert root.inputs == {"case": case, "run": run}
         assert node.inputs == {"messages": [{"role": "user", "content": f"Classify {case}"}]}
         assert node.get_attribute("mlflow.chat.tokenUsage") == {"input_tokens": 11, "output_tokens": 2, "total_tokens": 13}
         assert node.get_attribute("latency_ms") == 40.0

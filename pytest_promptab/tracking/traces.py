@@ -106,11 +106,10 @@ def _log_with_client(client: Any, selected: Selected, outcome: Any, tracking_uri
 
     from .log import _env
 
-    mlflow.set_tracking_uri(tracking_uri)  # where the span exporter writes
     logged = 0
     # synchronous export: with MLflow's async queue (its default), a trace
     # could still be queued when the logging process exits, and be lost
-    with _env({"MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false"}), _whole_traces():
+    with _env({"MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false"}), _whole_traces(), _tracking_uri(mlflow, tracking_uri):
         for ab, records in selected:
             exp_id = outcome.experiment_ids[ab.nodeid]
             runs = outcome.variant_run_ids[ab.nodeid]
@@ -118,6 +117,20 @@ def _log_with_client(client: Any, selected: Selected, outcome: Any, tracking_uri
                 _log_trace(client, exp_id, runs.get(record.variant), ab, record)
                 logged += 1
     return logged
+
+
+@contextlib.contextmanager
+def _tracking_uri(mlflow: Any, uri: str) -> Iterator[None]:
+    """Where the span exporter writes, for the block only: logged in this
+    process (no helper process), the user's tracking URI is left as it was."""
+    try:
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+    except ImportError:  # an MLflow without it: set it, as the helper process does
+        mlflow.set_tracking_uri(uri)
+        yield
+        return
+    with _use_tracking_uri(uri):
+        yield
 
 
 @contextlib.contextmanager
@@ -183,7 +196,7 @@ def _trace_parts(
     otel_trace = _b64(int(trace_hex, 16), 16)
     root_id = _b64(random.getrandbits(64) or 1, 8)
     failed_run = record.status == "error"
-    inputs = {"case": record.case, "run": record.run, "variant": record.variant}
+    inputs = _inputs(record)
     outputs = record.outputs or None
 
     def span(name: str, span_id: str, parent: str | None, kind: str, start: int, end: int,
@@ -262,7 +275,7 @@ def _log_trace(client: Any, exp_id: str, run_id: str | None, ab: ABTestSummary, 
 
     nodes, latencies, total_ms = _timings(record)
     start_ns = time.time_ns() - int(total_ms * 1e6)
-    inputs = {"case": record.case, "run": record.run, "variant": record.variant}
+    inputs = _inputs(record)
     root = client.start_trace(
         f"{ab.name}/{record.variant}[{record.case}-run{record.run}]",
         span_type=SpanType.CHAIN,
@@ -321,6 +334,13 @@ def _usage(node: dict[str, Any]) -> dict[str, int] | None:
     return {"input_tokens": tin, "output_tokens": tout, "total_tokens": tin + tout}
 
 
+def _inputs(record: RunRecord) -> dict[str, Any]:
+    """The root span's inputs: the case and the run, not the variant (it is in
+    the tags and the name), so that MLflow's compare views find the same
+    inputs in every variant's run and put their traces side by side."""
+    return {"case": record.case, "run": record.run}
+
+
 def _tags(ab: ABTestSummary, record: RunRecord) -> dict[str, str]:
     return {"promptab.ab_test": ab.name, "promptab.variant": record.variant, "promptab.case": record.case,
             "promptab.run": str(record.run), "promptab.status": record.status}  # fmt: skip
@@ -334,11 +354,11 @@ def _feedbacks(trace_id: str, record: RunRecord) -> list[Any]:
     feedbacks = [
         Feedback(
             name=c.name,
-            value=bool(c.passed) if c.score in (0, 1) else float(c.score),
+            value=bool(c.passed),  # one type per check in every trace: the views count pass rates
             rationale=_rationale(c),
             source=source,
             trace_id=trace_id,
-            metadata={"check_type": c.type, "passed": str(bool(c.passed)).lower()},
+            metadata={"check_type": c.type, "passed": str(bool(c.passed)).lower(), "score": f"{c.score:g}"},
         )
         for c in record.checks
     ]
