@@ -213,6 +213,9 @@ class FakeOpenAI:
         """Computes the default answer's text from the request body."""
         self.fallback: Reply | None = None
         """What requests get once the queue is empty (default: ``ok()``)."""
+        self.in_flight = 0
+        self.max_in_flight = 0
+        """The most chat requests being answered at once since the last reset."""
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -235,6 +238,7 @@ class FakeOpenAI:
         with self._lock:
             self._queue.clear()
             self.requests = []
+            self.max_in_flight = 0
             self.delay_s = 0.0
             self.responder = None
             self.fallback = None
@@ -258,6 +262,11 @@ class FakeOpenAI:
         self.stop()
 
     # -- used by the handler ----------------------------------------------
+
+    def _enter(self, delta: int) -> None:
+        with self._lock:
+            self.in_flight += delta
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
     def _take(self, received: Received) -> tuple[Reply, float, threading.Event]:
         with self._lock:
@@ -307,6 +316,14 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw
         reply, delay, wake = fake._take(Received("POST", self.path, self._headers(), body))
+        fake._enter(1)
+        try:
+            self._answer(fake, body, raw, reply, delay, wake)
+        finally:
+            fake._enter(-1)
+
+    def _answer(self, fake: FakeOpenAI, body: Any, raw: str, reply: Reply, delay: float,
+                wake: threading.Event) -> None:
         if delay + reply.delay_s > 0 and wake.wait(delay + reply.delay_s):
             self._drop()  # reset while waiting
             return

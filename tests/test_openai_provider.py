@@ -189,15 +189,13 @@ def test_concurrent_calls_share_one_client_without_queueing(fake_openai: FakeOpe
         results[i] = provider.complete(make_request(f"prompt {i}", run=i)).text
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(32)]
-    start = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.monotonic() - start
     provider.close()
     assert results == {i: f"echo: prompt {i}" for i in range(32)}
-    assert elapsed < 1.5, f"32 calls of 0.2 s took {elapsed:.2f} s: calls were serialised"
+    assert fake_openai.max_in_flight == 32, "calls were queued behind one another"
 
 
 # -- faults: retried, then success or a clear final error -------------------------

@@ -62,15 +62,12 @@ def test_results_come_back_in_order_while_running_concurrently() -> None:
     gauge = Gauge()
     runner = Runner(4)
     jobs = [(i, slow_job(gauge, f"r{i}", 0.05)) for i in range(12)]
-    start = time.monotonic()
     runner.submit_all(jobs)
     names = [runner.result(i, jobs[i][1]).variant for i in range(12)]
-    elapsed = time.monotonic() - start
     runner.shutdown()
     assert names == [f"r{i}" for i in range(12)]
     assert gauge.max == 4  # never more than the concurrency, and it was reached
     assert sorted(gauge.started) == sorted(names)  # each job ran once: no result was re-run inline
-    assert elapsed < 12 * 0.05  # not serial
 
 
 def test_jobs_start_in_submission_order() -> None:
