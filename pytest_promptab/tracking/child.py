@@ -132,12 +132,18 @@ def run_logging(
 def _link_runs(tracking_uri: str, links: dict[str, list[list[str]]]) -> str | None:
     """Link each run to the registry versions it ran (its
     ``mlflow.linkedPrompts`` tag); returns what went wrong, if anything."""
-    from .log import _client_class, _env, _http_defaults, _quiet, describe_error
+    from .connect import (
+        describe_error,
+        http_defaults,
+        mlflow_client_class,
+        quiet,
+        scoped_env,
+    )
     from .registry import linked_prompts
 
     try:
-        with _quiet(), _env(_http_defaults()):
-            client = _client_class()(tracking_uri)
+        with quiet(), scoped_env(http_defaults()):
+            client = mlflow_client_class()(tracking_uri)
             for run_id, pairs in links.items():
                 current = client.get_run(run_id).data.tags.get("mlflow.linkedPrompts")
                 versions = [(str(name), str(version)) for name, version in pairs]
@@ -160,13 +166,13 @@ def resolve_prompts(tracking_uri: str, references: list[str]) -> dict[str, Any]:
     ``prompts`` maps each reference to ``{"name", "version", "text"}``, or
     ``{"missing": why}`` when the registry has no such prompt, version or
     alias, or holds a prompt a node cannot use (a chat prompt)."""
-    from .log import (
-        _client_class,
-        _env,
-        _http_defaults,
-        _quiet,
+    from .connect import (
         describe_error,
+        http_defaults,
+        mlflow_client_class,
+        quiet,
         redact_uri,
+        scoped_env,
     )
 
     scheme = urlsplit(tracking_uri).scheme.split("+", 1)[0]
@@ -176,11 +182,11 @@ def resolve_prompts(tracking_uri: str, references: list[str]) -> dict[str, Any]:
             return {"ok": False, "message": f"no MLflow store at {redact_uri(tracking_uri)} (the file does not exist)",
                     "prompts": {}}
     try:
-        client_class = _client_class()
+        client_class = mlflow_client_class()
     except Exception as exc:  # noqa: BLE001 - MlflowLogError: mlflow not installed
         return {"ok": False, "message": describe_error(exc, tracking_uri), "prompts": {}}
     prompts: dict[str, Any] = {}
-    with _quiet(), _env(_http_defaults()):
+    with quiet(), scoped_env(http_defaults()):
         try:
             from mlflow.exceptions import MlflowException
 
@@ -229,11 +235,11 @@ def warm_up(tracking_uri: str, traces: int = 0) -> None:
     without creating anything: a sqlite database that does not exist yet is
     left for session end, when there is something to log. Never raises; a
     failure here shows again, and is reported, when logging."""
-    from .log import _client_class, _env, _http_defaults, _quiet
+    from .connect import http_defaults, mlflow_client_class, quiet, scoped_env
 
     try:
-        client_class = _client_class()
-        with _quiet(), _env(_http_defaults()):
+        client_class = mlflow_client_class()
+        with quiet(), scoped_env(http_defaults()):
             from mlflow.entities import Metric, Param, RunTag  # noqa: F401
 
             if traces:  # what the first trace would otherwise pay for at session end
@@ -280,7 +286,7 @@ def serve(stdin: TextIO, answer_to: TextIO) -> int:
         try:
             resolved = resolve_prompts(request["tracking_uri"], [str(r) for r in request["resolve"]])
         except Exception as exc:  # noqa: BLE001 - the controller must get an answer
-            from .log import describe_error
+            from .connect import describe_error
 
             resolved = {"ok": False, "message": describe_error(exc, request["tracking_uri"]), "prompts": {}}
         answer_to.write(json.dumps(resolved) + "\n")
@@ -305,7 +311,7 @@ def serve(stdin: TextIO, answer_to: TextIO) -> int:
             text_safe="\\ud" not in line.lower(),
         )
     except Exception as exc:  # noqa: BLE001 - the controller must get an answer
-        from .log import describe_error
+        from .connect import describe_error
 
         answer = {"ok": False, "message": describe_error(exc, uri), "run_ids": {}, "variant_run_ids": {}}
     answer_to.write(json.dumps(answer) + "\n")

@@ -18,22 +18,29 @@ are dropped, and URIs are shown without their user info.
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
-import re
 import tempfile
 import time
 import uuid
-import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..analysis.summary import ABTestSummary, SessionSummary, VariantSummary
-from ..errors import PromptabError
 from . import layout, onewrite, registry
+from .connect import (  # noqa: F401 - re-exported: the module's API
+    HTTP_LIMITS,
+    MlflowLogError,
+    describe_error,
+    http_defaults,
+    is_transport_error,
+    mlflow_client_class,
+    quiet,
+    redact_uri,
+    resolve_tracking_uri,
+    scoped_env,
+)
 from .layout import MAX_TAG_VALUE
 from .registry import prompt_name
 
@@ -49,23 +56,6 @@ __all__ = [
     "resolve_tracking_uri",
 ]
 
-HTTP_LIMITS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.2",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
-}
-"""Set while talking to MLflow, unless the user set them: a dead server fails
-in seconds (MLflow's defaults, 7 retries with backoff and 120 s, take minutes)."""
-
-_QUIET_LOGGERS = ("mlflow", "alembic", "urllib3", "sqlalchemy")
-_USERINFO = re.compile(r"(//)[^/@\s]+@")
-
-
-class MlflowLogError(PromptabError):
-    """MLflow refused or failed; the message says why and what to do."""
-
-
 @dataclass
 class LogOutcome:
     ok: bool
@@ -78,20 +68,6 @@ class LogOutcome:
     """``ABTestSummary.nodeid`` -> experiment id."""
     traces: int = 0
     """How many runs were logged as traces."""
-
-
-def resolve_tracking_uri(option: str | None, ini: str | None, env: Mapping[str, str], rootdir: Path) -> str:
-    """The option, else the ini value, else ``MLFLOW_TRACKING_URI``, else
-    ``sqlite:///<rootdir>/mlflow.db`` (absolute: what ``mlflow ui`` at the root shows)."""
-    for candidate in (option, ini, env.get("MLFLOW_TRACKING_URI")):
-        if candidate and candidate.strip():
-            return candidate.strip()
-    return "sqlite:///" + (Path(rootdir).resolve() / "mlflow.db").as_posix()
-
-
-def redact_uri(uri: str) -> str:
-    """``uri`` without user info: ``https://user:token@host`` -> ``https://***@host``."""
-    return _USERINFO.sub(r"\1***@", uri)
 
 
 def log_session(
@@ -115,10 +91,10 @@ def log_session(
     client: Any = None
     single = False
     try:
-        client_class = _client_class()
+        client_class = mlflow_client_class()
     except MlflowLogError as exc:
         return LogOutcome(ok=False, message=exc.message)
-    with _quiet(), _env(_http_defaults()):
+    with quiet(), scoped_env(http_defaults()):
         try:
             client = client_class(tracking_uri)
             common = layout.session_tags(Path(rootdir))
@@ -146,7 +122,7 @@ def log_session(
             if single:  # rolled back: no run was left
                 outcome.run_ids, outcome.variant_run_ids, outcome.traces = {}, {}, 0
                 return outcome
-            if client is not None and not _is_transport_error(exc):
+            if client is not None and not is_transport_error(exc):
                 for run_id in reversed(created):  # don't leave half-logged runs "RUNNING"
                     with contextlib.suppress(Exception):
                         client.set_terminated(run_id, "FAILED")
@@ -176,8 +152,8 @@ def register_prompts(
     (and ``extra_aliases[node]``) at it, link the versions to ``run_id`` and
     tag it ``promptab.applied=true``. Returns the ``prompts:/<name>/<version>``
     URIs, in the order of ``prompts``. Raises :class:`MlflowLogError`."""
-    client_class = _client_class()
-    with _quiet(), _env(_http_defaults()):
+    client_class = mlflow_client_class()
+    with quiet(), scoped_env(http_defaults()):
         try:
             client = client_class(tracking_uri)
             run = client.get_run(run_id) if run_id else None
@@ -186,7 +162,7 @@ def register_prompts(
             scope = {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_EXPERIMENT_NAME": None}
             scope["MLFLOW_EXPERIMENT_ID"] = run.info.experiment_id if run else None
             version_tags = {layout.key(k): layout.cap(str(v), MAX_TAG_VALUE) for k, v in tags.items()}
-            with _env(scope):
+            with scoped_env(scope):
                 versions = []
                 for node, template in prompts.items():
                     version = _register(
@@ -214,102 +190,7 @@ def register_prompts(
             ) from exc
 
 
-def describe_error(exc: BaseException, tracking_uri: str) -> str:
-    """One line naming the cause of an MLflow failure, without secrets."""
-    if isinstance(exc, PromptabError):
-        return exc.message
-    where = f"MLflow at {redact_uri(tracking_uri)}"
-    text = _chain_text(exc)
-    low = text.lower()
-    status = re.search(r"too many (\d{3}) error responses|(?:status|error) code (\d{3})|HTTP (\d{3})", text)
-    if status:
-        code = next(g for g in status.groups() if g)
-        if code in ("401", "403"):
-            return (
-                f"{where} answered HTTP {code} (not authorized): set MLFLOW_TRACKING_TOKEN, or "
-                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
-            )
-        kind = "server error; check the server's log" if code.startswith("5") else "request refused"
-        return f"{where} answered HTTP {code} ({kind})"
-    if any(s in low for s in ("connection refused", "failed to establish a new connection", "name or service")):
-        return f"{where} is not reachable (connection refused: is the server running?)"
-    if "timed out" in low or "timeout" in low:
-        timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_LIMITS["MLFLOW_HTTP_REQUEST_TIMEOUT"])
-        return f"{where} did not answer within {timeout} s (server down or overloaded)"
-    if any(s in low for s in ("remotedisconnected", "connection aborted", "connection reset")):
-        return f"{where} dropped the connection (did the server stop?)"
-    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    return redact_uri(f"{where}: {type(exc).__name__}: {first}")[:400]
-
-
 # ------------------------------------------------------------------ internals
-
-
-def _client_class() -> Any:
-    """``MlflowClient``, imported on first use (mlflow takes seconds to import)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from mlflow.tracking import MlflowClient
-    except ImportError as exc:
-        raise MlflowLogError(
-            f"mlflow cannot be imported ({exc}); pip install mlflow, or run with --promptab-no-mlflow"
-        ) from exc
-    return MlflowClient
-
-
-def _http_defaults() -> dict[str, str | None]:
-    return {name: value for name, value in HTTP_LIMITS.items() if name not in os.environ}
-
-
-@contextlib.contextmanager
-def _env(values: Mapping[str, str | None]) -> Iterator[None]:
-    """Set (None: unset) environment variables for the block; restore them after."""
-    saved = {name: os.environ.get(name) for name in values}
-
-    def apply(pairs: Mapping[str, str | None]) -> None:
-        for name, value in pairs.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-    apply(values)
-    try:
-        yield
-    finally:
-        apply(saved)
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Keep MLflow's chatter (table creation, retries, warnings) out of the
-    pytest output: the outcome's message says what matters."""
-    loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-def _chain_text(exc: BaseException) -> str:
-    parts: list[str] = []
-    current: BaseException | None = exc
-    while current is not None and len(parts) < 10:
-        parts.append(f"{type(current).__name__}: {current}")
-        current = current.__cause__ or current.__context__
-    return " | ".join(parts)
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    low = _chain_text(exc).lower()
-    return any(s in low for s in ("connection", "timed out", "timeout", "max retries", "error responses"))
 
 
 def _experiment_id(client: Any, uri: str, name: str, rootdir: Path) -> str:

@@ -175,7 +175,7 @@ class MlflowProcess:
         last = next((line for line in reversed(lines) if line), "")
         if not last:
             return ""
-        from .log import redact_uri
+        from .connect import redact_uri
 
         return f"; it said: {redact_uri(last)[:300]}"
 

@@ -89,7 +89,7 @@ class MlflowReader:
 
     # -- the store ------------------------------------------------------
     def _where(self) -> str:
-        from .log import redact_uri
+        from .connect import redact_uri
 
         return f"MLflow at {redact_uri(self.tracking_uri)}"
 
@@ -103,10 +103,10 @@ class MlflowReader:
                         f"no MLflow store at {database} (nothing was logged there); "
                         "set --promptab-mlflow-uri or MLFLOW_TRACKING_URI to the store the reference was logged to"
                     )
-            from .log import MlflowLogError, _client_class
+            from .connect import MlflowLogError, mlflow_client_class
 
             try:
-                client_class = _client_class()
+                client_class = mlflow_client_class()
             except MlflowLogError as exc:
                 raise MlflowReferenceError(exc.message) from None
             self._client = self._call(lambda: client_class(self.tracking_uri))
@@ -115,9 +115,9 @@ class MlflowReader:
     def _call(self, fn: Any, *, missing: str | None = None) -> Any:
         """``fn()`` with MLflow's chatter quiet and its HTTP retries bounded;
         a failure becomes one line (``missing``: for a run that does not exist)."""
-        from .log import _env, _http_defaults, _quiet, describe_error
+        from .connect import describe_error, http_defaults, quiet, scoped_env
 
-        with _quiet(), _env(_http_defaults()):
+        with quiet(), scoped_env(http_defaults()):
             try:
                 return fn()
             except MlflowReferenceError:

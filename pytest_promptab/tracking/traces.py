@@ -104,12 +104,12 @@ def log_traces(
 def _log_with_client(client: Any, selected: Selected, outcome: Any, tracking_uri: str) -> int:
     import mlflow
 
-    from .log import _env
+    from .connect import scoped_env
 
     logged = 0
     # synchronous export: with MLflow's async queue (its default), a trace
     # could still be queued when the logging process exits, and be lost
-    with _env({"MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false"}), _whole_traces(), _tracking_uri(mlflow, tracking_uri):
+    with scoped_env({"MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false"}), _whole_traces(), _tracking_uri(mlflow, tracking_uri):
         for ab, records in selected:
             exp_id = outcome.experiment_ids[ab.nodeid]
             runs = outcome.variant_run_ids[ab.nodeid]
