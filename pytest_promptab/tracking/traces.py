@@ -20,7 +20,7 @@ assessments: one insert) and ``log_spans`` (every span of every trace in one
 call), without MLflow's tracer, span processors and exporter, or a
 ``traces.json`` artifact per trace; :mod:`.onewrite` puts it all, with the
 runs, in one sqlite transaction. Elsewhere (an MLflow server) the client's
-trace API is used (:func:`_log_with_client`): MLflow exports each span as it
+trace API is used (:mod:`.traces_client`): MLflow exports each span as it
 ends (for live viewing); a promptab trace is complete when it is made, so that
 incremental export is turned off for the block and every trace is written
 once, at its end, with its assessments in the same write.
@@ -91,7 +91,9 @@ def log_traces(
     if store is not None and callable(getattr(store, "log_spans", None)):
         built = _build_all(selected, outcome, source or {})
     if built is None:
-        return _log_with_client(client, selected, outcome, tracking_uri)
+        from .traces_client import log_with_client
+
+        return log_with_client(client, selected, outcome, tracking_uri)
     infos, spans = built
     with _experiments_read_once(store):
         for info in infos:
@@ -99,38 +101,6 @@ def log_traces(
         for exp_id, exp_spans in spans.items():
             store.log_spans(exp_id, exp_spans)
     return len(infos)
-
-
-def _log_with_client(client: Any, selected: Selected, outcome: Any, tracking_uri: str) -> int:
-    import mlflow
-
-    from .connect import scoped_env
-
-    logged = 0
-    # synchronous export: with MLflow's async queue (its default), a trace
-    # could still be queued when the logging process exits, and be lost
-    with scoped_env({"MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false"}), _whole_traces(), _tracking_uri(mlflow, tracking_uri):
-        for ab, records in selected:
-            exp_id = outcome.experiment_ids[ab.nodeid]
-            runs = outcome.variant_run_ids[ab.nodeid]
-            for record in records:
-                _log_trace(client, exp_id, runs.get(record.variant), ab, record)
-                logged += 1
-    return logged
-
-
-@contextlib.contextmanager
-def _tracking_uri(mlflow: Any, uri: str) -> Iterator[None]:
-    """Where the span exporter writes, for the block only: logged in this
-    process (no helper process), the user's tracking URI is left as it was."""
-    try:
-        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-    except ImportError:  # an MLflow without it: set it, as the helper process does
-        mlflow.set_tracking_uri(uri)
-        yield
-        return
-    with _use_tracking_uri(uri):
-        yield
 
 
 @contextlib.contextmanager
@@ -189,14 +159,14 @@ def _trace_parts(
     same content as :func:`_log_trace` makes through the client)."""
     from mlflow.entities import TraceInfo, TraceLocation, TraceState
 
-    nodes, latencies, total_ms = _timings(record)
+    nodes, latencies, total_ms = run_timings(record)
     start_ns = end_ns - int(total_ms * 1e6)
     trace_hex = uuid.uuid4().hex
     trace_id = f"tr-{trace_hex}"
     otel_trace = _b64(int(trace_hex, 16), 16)
     root_id = _b64(random.getrandbits(64) or 1, 8)
     failed_run = record.status == "error"
-    inputs = _inputs(record)
+    inputs = trace_inputs(record)
     outputs = record.outputs or None
 
     def span(name: str, span_id: str, parent: str | None, kind: str, start: int, end: int,
@@ -232,7 +202,7 @@ def _trace_parts(
         n_end = n_start + int(latency * 1e6)
         attributes: dict[str, Any] = {"mlflow.spanInputs": {"messages": n.get("messages", [])},
                                       "mlflow.spanOutputs": n.get("output"), "latency_ms": latency}  # fmt: skip
-        usage = _usage(n)
+        usage = node_usage(n)
         if usage is not None:
             attributes["mlflow.chat.tokenUsage"] = usage
             any_usage = True
@@ -261,71 +231,20 @@ def _trace_parts(
         request_preview=request,
         response_preview=response,
         trace_metadata=metadata,
-        tags={"mlflow.traceName": name, **_tags(ab, record)},
-        assessments=_feedbacks(trace_id, record),
+        tags={"mlflow.traceName": name, **trace_tags(ab, record)},
+        assessments=check_feedbacks(trace_id, record),
     )
     return info, dicts
 
 
-def _log_trace(client: Any, exp_id: str, run_id: str | None, ab: ABTestSummary, record: RunRecord) -> None:
-    """One trace. Records hold durations, not clock times (see
-    :data:`~pytest_promptab.run.records.TRACE_KEY`): the trace ends now, its
-    nodes one after the other with their measured latencies."""
-    from mlflow.entities import SpanStatusCode, SpanType
-
-    nodes, latencies, total_ms = _timings(record)
-    start_ns = time.time_ns() - int(total_ms * 1e6)
-    inputs = _inputs(record)
-    root = client.start_trace(
-        f"{ab.name}/{record.variant}[{record.case}-run{record.run}]",
-        span_type=SpanType.CHAIN,
-        inputs=inputs,
-        attributes={"promptab.file": ab.file, "promptab.status": record.status},
-        tags=_tags(ab, record),
-        experiment_id=exp_id,
-        start_time_ns=start_ns,
-        run_id=run_id,
-    )
-    trace_id = root.trace_id
-    n_start = start_ns
-    for n, latency in zip(nodes, latencies):
-        n_end = n_start + int(latency * 1e6)
-        span = client.start_span(
-            str(n["node"]),
-            trace_id=trace_id,
-            parent_id=root.span_id,
-            span_type=SpanType.CHAT_MODEL,
-            inputs={"messages": n.get("messages", [])},
-            start_time_ns=n_start,
-        )
-        usage = _usage(n)
-        if usage is not None:
-            span.set_attribute("mlflow.chat.tokenUsage", usage)
-        span.set_attribute("latency_ms", latency)
-        failed = record.status == "error" and record.error_node == n["node"]
-        client.end_span(trace_id, span.span_id, outputs=n.get("output"), end_time_ns=n_end,
-                        status=SpanStatusCode.ERROR if failed else SpanStatusCode.OK)  # fmt: skip
-        n_start = n_end
-    feedbacks = _feedbacks(trace_id, record)
-    _attach(trace_id, feedbacks)
-    end_ns = start_ns + int(total_ms * 1e6)
-    client.end_trace(
-        trace_id,
-        outputs=record.outputs or None,
-        attributes={"latency_ms": total_ms},
-        status="ERROR" if record.status == "error" else "OK",
-        end_time_ns=end_ns,
-    )
-
-
-def _timings(record: RunRecord) -> tuple[list[dict[str, Any]], list[float], float]:
+def run_timings(record: RunRecord) -> tuple[list[dict[str, Any]], list[float], float]:
     """The record's traced nodes, their latencies (ms) and the run's (ms)."""
     nodes = [n for n in record.extra.get(TRACE_KEY, []) if isinstance(n, dict)]
     latencies = [float(record.metrics.get(f"node.{n.get('node')}.latency_ms", 0.0)) for n in nodes]
     return nodes, latencies, max(float(record.metrics.get("latency_ms", 0.0)), sum(latencies))
 
 
-def _usage(node: dict[str, Any]) -> dict[str, int] | None:
+def node_usage(node: dict[str, Any]) -> dict[str, int] | None:
     """``mlflow.chat.tokenUsage`` of a node, when it reported any."""
     tin, tout = node.get("tokens_in"), node.get("tokens_out")
     if tin is None and tout is None:
@@ -334,19 +253,20 @@ def _usage(node: dict[str, Any]) -> dict[str, int] | None:
     return {"input_tokens": tin, "output_tokens": tout, "total_tokens": tin + tout}
 
 
-def _inputs(record: RunRecord) -> dict[str, Any]:
+def trace_inputs(record: RunRecord) -> dict[str, Any]:
     """The root span's inputs: the case and the run, not the variant (it is in
     the tags and the name), so that MLflow's compare views find the same
     inputs in every variant's run and put their traces side by side."""
     return {"case": record.case, "run": record.run}
 
 
-def _tags(ab: ABTestSummary, record: RunRecord) -> dict[str, str]:
+def trace_tags(ab: ABTestSummary, record: RunRecord) -> dict[str, str]:
+    """The trace's tags: which A/B test, variant, case, run and outcome."""
     return {"promptab.ab_test": ab.name, "promptab.variant": record.variant, "promptab.case": record.case,
             "promptab.run": str(record.run), "promptab.status": record.status}  # fmt: skip
 
 
-def _feedbacks(trace_id: str, record: RunRecord) -> list[Any]:
+def check_feedbacks(trace_id: str, record: RunRecord) -> list[Any]:
     """One feedback per check, named after it; and ``run`` (an error) for a failed run."""
     from mlflow.entities import AssessmentError, AssessmentSource, Feedback
 
@@ -377,21 +297,6 @@ def _b64(number: int, size: int) -> str:
     return base64.b64encode(number.to_bytes(size, "big")).decode()
 
 
-def _attach(trace_id: str, feedbacks: list[Any]) -> None:
-    """Put the assessments in the trace before it is written (one write);
-    if MLflow's trace manager is not there, log them one by one after."""
-    try:
-        from mlflow.tracing.trace_manager import InMemoryTraceManager
-
-        with InMemoryTraceManager.get_instance().get_trace(trace_id) as trace:
-            trace.info.assessments.extend(feedbacks)
-    except Exception:  # noqa: BLE001
-        import mlflow
-
-        for f in feedbacks:
-            mlflow.log_assessment(trace_id=trace_id, assessment=f)
-
-
 def _rationale(check: Any) -> str:
     parts = [f"{'passed' if check.passed else 'failed'} ({check.type})"]
     if check.expected is not None:
@@ -401,22 +306,3 @@ def _rationale(check: Any) -> str:
     if check.detail:
         parts.append(str(check.detail)[:500])
     return "; ".join(parts)
-
-
-@contextlib.contextmanager
-def _whole_traces() -> Iterator[None]:
-    """Turn off MLflow's span-by-span export for the block (see the module doc)."""
-    try:
-        from mlflow.tracing.export.mlflow_v3 import MlflowV3SpanExporter
-    except ImportError:
-        yield
-        return
-    original = getattr(MlflowV3SpanExporter, "_export_spans_incrementally", None)
-    if original is None:
-        yield
-        return
-    MlflowV3SpanExporter._export_spans_incrementally = lambda self, spans: None  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        MlflowV3SpanExporter._export_spans_incrementally = original  # type: ignore[method-assign]
