@@ -172,6 +172,20 @@ def test_pinned_version_is_read_once_then_from_the_cache(pytester: pytest.Pytest
     assert "cached text" not in result.stdout.str()
 
 
+def test_pinned_version_comes_from_the_store_in_use_not_another_stores_cache(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    first, second = f"sqlite:///{project / 'a.db'}", f"sqlite:///{project / 'b.db'}"
+    _register(first, "reg-two", "Store A {{ question }}\nno")
+    _register(second, "reg-two", "Store B {{ question }}\nno")
+    _write(project, "flow.yaml", FLOW.format(ref="reg-two/1"))
+    assert pytester.runpytest("--promptab", "flow.yaml", "--promptab-mlflow-uri", first).ret == 0
+    assert "Store A q1\nno" in _seen(project)
+    result = pytester.runpytest("--promptab", "flow.yaml", "--promptab-mlflow-uri", second)
+    assert result.ret == 0, result.stdout.str()
+    assert "Store B q1\nno" in _seen(project)  # version 1 of the store in use, not the cached copy
+
+
 @pytest.mark.parametrize("store", ["sqlite", "server"])
 def test_apply_best_registers_the_winner_and_moves_the_alias(
     pytester: pytest.Pytester, project: Path, store: str, request: pytest.FixtureRequest

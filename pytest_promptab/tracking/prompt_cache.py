@@ -7,11 +7,13 @@ One JSON file per reference: ``<name>/@<alias>.json`` or
 written atomically and only when its content changes, so a committed cache
 diffs only when the registry moved. The policy:
 
-- MLflow on (the default): an alias moves, so every ``name@alias`` is read
-  from the registry once per session and its cache file refreshed; a numbered
-  version never changes, so ``name/3`` is read once, ever, then from the file.
-  When the registry cannot be reached (a server down, no sqlite database),
-  the cached text is used with a warning; a reference the registry does not
+- MLflow on (the default): every reference is read from the registry once
+  per session and its cache file refreshed: an alias moves, and a numbered
+  version, which never changes in one registry, may be another text in
+  another store (the tracking URI changed) or gone (deleted). When the
+  registry cannot be reached (a server down, no sqlite database), the cached
+  text is used (with a warning for an alias, which may have moved since); a
+  reference the registry does not
   have is an error even when a stale copy is cached (the file asks for
   something that is not there).
 - ``--promptab-no-mlflow``: only the cache is read; nothing is refreshed.
@@ -141,7 +143,7 @@ class RegistryPrompts:
             ask: list[RegistryPrompt] = []
             for ref in refs:
                 entry = read_entry(self.folder, ref.registry)
-                if entry is not None and (ref.version is not None or ref.registry in fresh):
+                if entry is not None and ref.registry in fresh:  # this run (an xdist peer) read it already
                     self._answers[ref.registry] = RegistryAnswer(text=entry["text"], version=entry["version"])
                 else:
                     ask.append(ref)
