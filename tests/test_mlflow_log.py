@@ -657,3 +657,20 @@ def test_performance_4_variants_x_1000_runs(tmp_path: Path, sqlite_uri: str, mlf
     assert elapsed < 10
     table = load_table(mlflow_mod.MlflowClient(uri), outcome.experiment_ids[NODEID], outcome.run_ids[NODEID])
     assert len(table) == 4000
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("https://user:token@mlflow.example.com/", "https://***@mlflow.example.com/"),
+        ("postgresql://user:pa/ss@db/mlflow", "postgresql://***@db/mlflow"),
+        ("https://u:p@ss@host:5000", "https://***@host:5000"),
+        ("MLflow at https://u:secret@h/ answered HTTP 500", "MLflow at https://***@h/ answered HTTP 500"),
+        ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    ],
+)
+def test_redact_uri_hides_every_kind_of_user_info(uri: str, shown: str) -> None:
+    from pytest_promptab.tracking.connect import redact_uri
+
+    assert redact_uri(uri) == shown

@@ -40,7 +40,10 @@ HTTP_LIMITS = {
 in seconds (MLflow's defaults, 7 retries with backoff and 120 s, take minutes)."""
 
 QUIET_LOGGERS = ("mlflow", "alembic", "urllib3", "sqlalchemy")
-_USERINFO = re.compile(r"(//)[^/@\s]+@")
+_USERINFO = re.compile(r"(//)\S*@")
+"""``//`` up to the last ``@`` of the word: a password may hold ``/`` or ``@``
+(SQLAlchemy reads ``postgresql://u:pa/ss@db``), so the host is what follows
+the last ``@``; a path with an ``@`` in it is hidden too, never a secret shown."""
 
 
 class MlflowLogError(PromptabError):
