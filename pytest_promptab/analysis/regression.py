@@ -14,10 +14,10 @@ strata, never the sampling unit:
 - a per-run number (``<metric>.<stat>``), when both sessions ran the same
   run numbers of every case: paired on the run number (run k with run k, as
   the seed and the cache key are): per case the differences of the pairs, the
-  mean of the case means with a stratified z test from each case's variance
+  mean of the case means with a stratified t test from each case's variance
   of its differences (per case the paired t test, Holm-corrected, for the
   list). Otherwise unpaired: the difference of case means, averaged over the
-  cases, with a stratified z test from each case's within-case variances (per
+  cases, with a stratified t test from each case's within-case variances (per
   case Welch's t). With a single run per case there is no within-case
   variance: the paired t test over the cases is used (said in ``test``);
 - yes/no outcomes are not paired on the run number: McNemar's test uses only

@@ -4,7 +4,8 @@ against a reference, the cases as strata, never as the sampling unit
 
 - yes/no per run (pass rate, error rate): :func:`_cmh` over the cases,
   :func:`_fisher` per case;
-- a number per run, unpaired: :func:`_stratified_means` over the cases,
+- a number per run, unpaired: :func:`_stratified_means` over the cases (a
+  t test with Welch-Satterthwaite degrees of freedom, :func:`_stratified_t`),
   :func:`_welch` per case;
 - a number per run, paired on the run number (both sessions ran the same run
   numbers of each case): :func:`_paired_means` over the cases, from the
@@ -90,24 +91,40 @@ def _welch(before: list[float], after: list[float]) -> float | None:
 
 
 def _stratified_means(before: dict[str, list[float]], after: dict[str, list[float]]) -> tuple[float | None, str]:
-    diffs, variances = [], []
+    diffs, parts = [], []
     for c in after:
         a, b = after[c], before[c]
         diffs.append(sum(a) / len(a) - sum(b) / len(b))
         if len(a) >= 2 and len(b) >= 2:
-            variances.append((_stat(a, "std") or 0) ** 2 / len(a) + (_stat(b, "std") or 0) ** 2 / len(b))
+            parts += [((_stat(a, "std") or 0) ** 2 / len(a), len(a) - 1), ((_stat(b, "std") or 0) ** 2 / len(b), len(b) - 1)]
     k = len(diffs)
     mean = sum(diffs) / k
-    if len(variances) == k:
-        se = math.sqrt(sum(variances)) / k
-        if se == 0:
+    if len(parts) == 2 * k:
+        p = _stratified_t(mean, k, parts)
+        if p is None:
             return (1.0 if mean == 0 else 0.0), "within cases (no run-to-run variation)"
-        return math.erfc(abs(mean) / se / math.sqrt(2)), "stratified z over cases (within-case variances)"
+        return p, "stratified t over cases (within-case variances, Welch-Satterthwaite df)"
     if k >= 2 and any(d != diffs[0] for d in diffs):
         from scipy.stats import ttest_1samp
 
         return float(ttest_1samp(diffs, 0.0).pvalue), "paired t over case means (one run per case)"
     return None, "too few runs to test"
+
+
+def _stratified_t(mean: float, k: int, parts: list[tuple[float, int]]) -> float | None:
+    """Two-sided p of "the mean over ``k`` cases of the within-case
+    differences is 0": ``parts`` are each case's variance terms (``s^2 / n``)
+    with their degrees of freedom, the standard error ``sqrt(sum) / k``, and
+    Welch-Satterthwaite degrees of freedom, so that few runs per case give
+    the wide tails they should (a normal tail is too small then). None
+    when there is no variation at all."""
+    total = sum(v for v, _ in parts)
+    if total == 0:
+        return None
+    df = total * total / sum(v * v / d for v, d in parts if v > 0)
+    from scipy.special import stdtr
+
+    return float(2 * stdtr(df, -abs(mean) / (math.sqrt(total) / k)))
 
 
 def holm_by_key(pvalues: dict[str, float]) -> dict[str, float]:
@@ -117,7 +134,7 @@ def holm_by_key(pvalues: dict[str, float]) -> dict[str, float]:
 
 def _paired_means(diffs: dict[str, list[float]]) -> tuple[float | None, str]:
     """Per case the differences (after - before) of the runs paired by run
-    number: the mean of the cases' mean differences, with a stratified z test
+    number: the mean of the cases' mean differences, with a stratified t test
     from each case's variance of its differences; with a single pair per case,
     the paired t test over the cases' differences."""
     cases = [d for d in diffs.values() if d]
@@ -127,10 +144,10 @@ def _paired_means(diffs: dict[str, list[float]]) -> tuple[float | None, str]:
     means = [sum(d) / len(d) for d in cases]
     mean = sum(means) / k
     if all(len(d) >= 2 for d in cases):
-        se = math.sqrt(sum((_stat(d, "std") or 0.0) ** 2 / len(d) for d in cases)) / k
-        if se == 0:
+        p = _stratified_t(mean, k, [((_stat(d, "std") or 0.0) ** 2 / len(d), len(d) - 1) for d in cases])
+        if p is None:
             return (1.0 if mean == 0 else 0.0), "paired by run number, stratified by case (no variation in the differences)"
-        return math.erfc(abs(mean) / se / math.sqrt(2)), "paired by run number, stratified z over cases"
+        return p, "paired by run number, stratified t over cases"
     if k >= 2 and any(m != means[0] for m in means):
         from scipy.stats import ttest_1samp
 
