@@ -124,6 +124,20 @@ def test_bad_mlflow_references_exit_4_with_one_line(pytester: pytest.Pytester, e
     assert "Traceback" not in result.stderr.str() and len(result.stderr.str().strip().splitlines()) == 1
 
 
+def test_a_deleted_run_is_refused_with_one_line(pytester: pytest.Pytester, echo_workflow) -> None:
+    from mlflow.tracking import MlflowClient
+
+    echo_workflow("flow", flow(GOOD))
+    assert run(pytester).ret == 0
+    parent = _parents(pytester)[0].info.run_id
+    MlflowClient(_uri(pytester)).delete_run(parent)
+    result = run(pytester, f"--promptab-compare-to=mlflow:{parent}")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines([f"ERROR: promptab: --promptab-compare-to mlflow:{parent}: MLflow run {parent!r} "
+                                 "is deleted: restore it (mlflow runs restore*"])
+    assert "Traceback" not in result.stderr.str()
+
+
 def test_missing_or_unreachable_store_exits_4(pytester: pytest.Pytester, echo_workflow) -> None:
     echo_workflow("flow", flow(GOOD))
     result = run(pytester, "--promptab-compare-to=mlflow:branch=main")  # nothing was ever logged here

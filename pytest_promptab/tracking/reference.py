@@ -143,6 +143,9 @@ class MlflowReader:
                              f"(the parent of run {run_id!r}) in {self._where()}")
             tags = run.data.tags
         real_id = run.info.run_id
+        if getattr(run.info, "lifecycle_stage", "active") == "deleted":
+            raise MlflowReferenceError(f"MLflow run {real_id!r} is deleted: restore it (mlflow runs restore "
+                                       f"--run-id {real_id}) or name another run")
         if "promptab.nodeid" not in tags:
             raise MlflowReferenceError(f"MLflow run {run_id!r} is not a promptab A/B test run (no promptab.nodeid tag)")
         data = self._results(real_id)
