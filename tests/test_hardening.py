@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pytest_promptab.errors import PromptabError
 from pytest_promptab.textsafe import NotText, clean, decode_text
 from pytest_promptab.workflow.loader import is_promptab_file
 from pytest_promptab.workflow.templates import MAX_RANGE, TemplateRenderer
@@ -418,3 +419,14 @@ def test_lone_surrogates_are_logged_to_mlflow(pytester: pytest.Pytester, empty_s
             local = client.download_artifacts(child.info.run_id, info.path, str(pytester.path / "dl"))
             files[info.path] = Path(local).read_text(encoding="utf-8")
     assert any("\ufffd" in text for text in files.values()), files
+
+
+def test_templates_and_conditions_cannot_change_the_case_data() -> None:
+    # a case's inputs are shared by every run and variant: the sandbox is immutable
+    renderer = TemplateRenderer()
+    scope = {"items": [1, 2], "d": {"k": 1}}
+    assert not renderer.holds("items.append(5) is none", scope)
+    assert not renderer.holds("d.update(k=9) is none", scope)
+    with pytest.raises(PromptabError):
+        renderer.render("{{ items.append(3) }}", scope, where="node 'x' prompt")
+    assert scope == {"items": [1, 2], "d": {"k": 1}}

@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import TemplateError
 from .textline import line_in_value
@@ -91,7 +91,7 @@ def _bounded_range(*args: int) -> _BoundedRange:
     return _BoundedRange(rng)
 
 
-class BoundedSandbox(SandboxedEnvironment):
+class BoundedSandbox(ImmutableSandboxedEnvironment):
     """The sandbox with bounds on ``range``, ``*``, ``**`` and time."""
 
     intercepted_binops = frozenset(["*", "**"])
