@@ -72,17 +72,9 @@ def test_few_runs_per_case_do_not_make_noise_significant() -> None:
     # called 30% and 12% significant
     import random
 
-    from pytest_promptab.analysis.within_cases import _stratified_means
+    from benchmarks.bench_regression_fpr import false_positives
 
     rng = random.Random(7)
     for cases, runs in [(1, 2), (2, 3)]:
-        paired = unpaired = 0
-        for _ in range(1000):
-            diffs = {f"c{i}": [rng.gauss(0, 1) for _ in range(runs)] for i in range(cases)}
-            p, _ = _paired_means(diffs)
-            paired += p is not None and p < 0.05
-            before = {f"c{i}": [rng.gauss(0, 1) for _ in range(runs)] for i in range(cases)}
-            after = {f"c{i}": [rng.gauss(0, 1) for _ in range(runs)] for i in range(cases)}
-            p, _ = _stratified_means(before, after)
-            unpaired += p is not None and p < 0.05
-        assert paired / 1000 < 0.075 and unpaired / 1000 < 0.075, (cases, runs, paired, unpaired)
+        paired, unpaired = false_positives(cases, runs, 1000, rng)
+        assert paired < 0.075 and unpaired < 0.075, (cases, runs, paired, unpaired)
