@@ -10,6 +10,12 @@ strings may hold (a YAML ``"\\ud83d\\ude80"`` escape pair, a provider
 answering ``"\\ud800"``) into real characters: a high+low pair becomes the
 character it encodes, a lone surrogate becomes U+FFFD. Without this, writing
 such a string as UTF-8 (a recording, an MLflow artifact or tag) raises.
+
+:func:`has_userinfo` and :func:`hide_userinfo` are the one rule for the user
+info of a URL (``user:password@`` before the host): it runs from ``//`` to
+the last ``@`` of the word, since a password may hold ``/`` or ``@``
+(SQLAlchemy reads ``postgresql://u:pa/ss@db``). A path with an ``@`` in it
+counts too: refused or hidden, never a secret let through.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import re
 from typing import Any
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_USERINFO = re.compile(r"(//)\S*@")
 _BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
     (codecs.BOM_UTF32_LE, "utf-32-le"),
     (codecs.BOM_UTF32_BE, "utf-32-be"),
@@ -95,3 +102,16 @@ def has_surrogates(data: Any) -> bool:
     except (TypeError, ValueError):
         return True  # not plain data: let clean_data decide string by string
     return bool(_SURROGATE.search(text))
+
+
+def has_userinfo(url: str) -> bool:
+    """True when ``url`` (with or without a scheme) has user info before its host."""
+    text = url.strip()
+    rest = text.partition("://")[2] if "://" in text else text.removeprefix("//")
+    return _USERINFO.search("//" + rest) is not None
+
+
+def hide_userinfo(text: str) -> str:
+    """``text`` with the user info of every URL in it as ``***``:
+    ``https://user:token@host`` -> ``https://***@host``."""
+    return _USERINFO.sub(r"\1***@", text)

@@ -430,3 +430,22 @@ def test_templates_and_conditions_cannot_change_the_case_data() -> None:
     with pytest.raises(PromptabError):
         renderer.render("{{ items.append(3) }}", scope, where="node 'x' prompt")
     assert scope == {"items": [1, 2], "d": {"k": 1}}
+
+
+@pytest.mark.parametrize(
+    ("url", "has"),
+    [
+        ("http://user:secret@127.0.0.1:9/v1", True),
+        ("http://u:pa/ss@127.0.0.1:9/v1", True),  # a password holding "/" (SQLAlchemy reads it so)
+        ("https://u:p@ss@host/v1", True),
+        ("//u@host", True),
+        ("http://127.0.0.1:8000/v1", False),
+        ("127.0.0.1:8000/v1", False),
+        ("", False),
+    ],
+)
+def test_one_rule_finds_the_user_info_it_hides(url: str, has: bool) -> None:
+    from pytest_promptab.textsafe import has_userinfo, hide_userinfo
+
+    assert has_userinfo(url) is has
+    assert ("secret" in hide_userinfo(url) or "pa/ss" in hide_userinfo(url)) is False

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PromptabError
+from ..textsafe import hide_userinfo
 
 __all__ = [
     "HTTP_LIMITS",
@@ -40,10 +41,6 @@ HTTP_LIMITS = {
 in seconds (MLflow's defaults, 7 retries with backoff and 120 s, take minutes)."""
 
 QUIET_LOGGERS = ("mlflow", "alembic", "urllib3", "sqlalchemy")
-_USERINFO = re.compile(r"(//)\S*@")
-"""``//`` up to the last ``@`` of the word: a password may hold ``/`` or ``@``
-(SQLAlchemy reads ``postgresql://u:pa/ss@db``), so the host is what follows
-the last ``@``; a path with an ``@`` in it is hidden too, never a secret shown."""
 
 
 class MlflowLogError(PromptabError):
@@ -61,7 +58,7 @@ def resolve_tracking_uri(option: str | None, ini: str | None, env: Mapping[str, 
 
 def redact_uri(uri: str) -> str:
     """``uri`` without user info: ``https://user:token@host`` -> ``https://***@host``."""
-    return _USERINFO.sub(r"\1***@", uri)
+    return hide_userinfo(uri)
 
 
 def describe_error(exc: BaseException, tracking_uri: str) -> str:

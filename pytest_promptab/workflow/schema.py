@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from ..textsafe import has_userinfo
 from .abtest_schema import (  # noqa: F401 - part of the format
     ABTestConfig,
     GateAction,
@@ -72,10 +73,9 @@ USERINFO_HINT = "remove them from the URL; put the key in an environment variabl
 
 
 def url_has_userinfo(url: str) -> bool:
-    """True when ``url`` has a ``user[:password]@`` part before its host."""
-    rest = url.strip().partition("://")[2] if "://" in url else url.strip().removeprefix("//")
-    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    return "@" in authority
+    """True when ``url`` has a ``user[:password]@`` part before its host
+    (:func:`pytest_promptab.textsafe.has_userinfo`, the rule that hides it too)."""
+    return has_userinfo(url)
 
 
 class ProviderConfig(StrictModel):
