@@ -50,10 +50,6 @@ class RunJournal:
         """The session said why it failed (once)."""
         self._file: BinaryIO | None = None
 
-    @property
-    def is_open(self) -> bool:
-        return self._file is not None
-
     def start(self, started: float) -> str | None:
         """Create (or truncate) the file and write its header line; returns
         why it could not, else None. ``started``: the session's start time
