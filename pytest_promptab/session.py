@@ -392,6 +392,12 @@ class PromptabSession:
             uri = resolve_tracking_uri(self.options.mlflow_uri, self.options.mlflow_ini, os.environ, self.options.rootdir)
             self._mlflow_process = MlflowProcess(uri, traces=self.options.mlflow_traces)
 
+    def take_mlflow_process(self) -> MlflowProcess | None:
+        """The logging process started for this session, handed over to
+        session-end logging (which stops it), or None."""
+        process, self._mlflow_process = self._mlflow_process, None
+        return process
+
     def stop_mlflow_process(self) -> None:
         """Stop the logging process if it still runs (any exit path)."""
         if self._mlflow_process is not None:

@@ -29,8 +29,8 @@ def log_session(psession: PromptabSession) -> str | None:
 
     from_registry = registry_nodes(psession.workflows, psession.summary.abtests) if applied else {}
     links = registry_links(psession.workflows, psession.summary.abtests)
-    if psession._mlflow_process is not None:
-        process, psession._mlflow_process = psession._mlflow_process, None
+    process = psession.take_mlflow_process()
+    if process is not None:
         answer = process.log(
             {
                 "summary": psession.summary.to_dict(),
