@@ -19,30 +19,14 @@ from __future__ import annotations
 
 import math
 
-from .stats import holm
+from .stats import describe, holm
 
 
 def _stat(values: list[float], stat: str) -> float | None:
-    if not values:
-        return None
-    xs = sorted(values)
-    n = len(xs)
-    if stat == "n":
-        return float(n)
-    if stat == "mean":
-        return sum(xs) / n
-    if stat == "min":
-        return xs[0]
-    if stat == "max":
-        return xs[-1]
-    if stat == "std":
-        if n < 2:
-            return 0.0
-        m = sum(xs) / n
-        return math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
-    if stat.startswith("p") and stat[1:].isdigit():
-        return xs[max(0, math.ceil(int(stat[1:]) / 100 * n) - 1)]
-    return None
+    """One of :func:`~.stats.describe`'s statistics of ``values`` (the table's
+    own: the same nearest rank, the same sample std); None when empty."""
+    described = describe(values)
+    return None if not described["n"] else described.get(stat)
 
 
 def _cmh(before: dict[str, list[float]], after: dict[str, list[float]]) -> float | None:
